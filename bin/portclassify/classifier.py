@@ -1,0 +1,164 @@
+"""Classify network-connection events: the per-record work of `| classifyport`."""
+import datetime
+
+from . import lookups
+from .allowlist import Allowlist
+from .networks import parse_ip
+from .ports import PortSet, parse_port, parse_port_spec
+
+# Output fields, in the order they are appended to each record. The first five
+# and the label keep the original SPL search's names so its dashboards work.
+OUTPUT_FIELDS = (
+    "ImageBasename", "DestPort", "IsScriptInterpreter", "IsLOLBin", "IsUnusualSystem",
+    "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason",
+)
+MODES = ("filter", "annotate")
+DIRECTIONS = ("outbound", "any")
+
+# Per-value caches are cleared when they reach this many entries, so memory
+# stays bounded however many distinct images or destinations a search sees.
+CACHE_LIMIT = 65536
+
+_FLAGS = (("1", "0", "0"), ("0", "1", "0"), ("0", "0", "1"))
+_NO_FLAGS = ("0", "0", "0")
+
+
+def basename(image):
+    """The last path component after a backslash or slash, case kept."""
+    return image[max(image.rfind("\\"), image.rfind("/")) + 1:]
+
+
+def _first(value):
+    """A multivalue field classifies by its first value; the record keeps them all."""
+    if value.__class__ is list:
+        return value[0] if value else ""
+    return value if value is not None else ""
+
+
+class Settings:
+    """Everything the command decided at getinfo time, loaded from the lookups."""
+
+    def __init__(self, app_root, profile="sysmon", mode="filter", direction="outbound",
+                 use_allowlist=True, ports=None, image=None, port=None, dest=None, today=None):
+        profiles = lookups.load_profiles(app_root)
+        profile = profile.lower()
+        if profile not in profiles:
+            raise ValueError("profile=%s is not a profile; allowed values: %s" % (profile, ", ".join(sorted(profiles))))
+        if mode not in MODES:
+            raise ValueError("mode=%s is not a mode; allowed values: %s" % (mode, ", ".join(MODES)))
+        if direction not in DIRECTIONS:
+            raise ValueError("direction=%s is not allowed; allowed values: %s" % (direction, ", ".join(DIRECTIONS)))
+        roles = profiles[profile]
+        overrides = {"image": image, "port": port, "dest": dest}
+
+        def fields(role):
+            if overrides.get(role):
+                return (overrides[role],)
+            return roles.get(role, ((), frozenset()))[0]
+
+        self.profile, self.mode, self.direction = profile, mode, direction
+        self.image_fields, self.port_fields, self.dest_fields = fields("image"), fields("port"), fields("dest")
+        self.host_fields, self.user_fields = fields("host"), fields("user")
+        self.direction_fields, self.inbound_values = roles.get("direction", ((), frozenset()))
+        self.processes = lookups.load_processes(app_root)
+        self.ports = PortSet(parse_port_spec(ports)) if ports else lookups.load_ports(app_root)
+        self.internal = lookups.load_internal_networks(app_root)
+        self.allowlist, self.expired_rows = Allowlist(()), []
+        if use_allowlist:
+            rules, self.expired_rows = lookups.load_allowlist(app_root, today or datetime.datetime.now(datetime.timezone.utc).date())
+            self.allowlist = Allowlist(rules)
+
+
+class Classifier:
+    """Adds OUTPUT_FIELDS to records; in filter mode yields only the labelled ones.
+
+    Counts, per needed field, the events that lacked it (`missing`), so the
+    command can warn once per field at the end of the search.
+    """
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.missing = {}
+        self._images, self._dests, self._ports = {}, {}, {}
+
+    def _image(self, image):
+        entry = self._images.get(image)
+        if entry is None:
+            if len(self._images) >= CACHE_LIMIT:
+                self._images.clear()
+            base = basename(image)
+            entry = (base, self.settings.processes.get(base.lower()))
+            self._images[image] = entry
+        return entry
+
+    def _dest(self, dest):
+        entry = self._dests.get(dest)
+        if entry is None:
+            if len(self._dests) >= CACHE_LIMIT:
+                self._dests.clear()
+            address = parse_ip(dest)
+            entry = (address, "1" if self.settings.internal.contains(address) else "0")
+            self._dests[dest] = entry
+        return entry
+
+    def _port(self, text):
+        entry = self._ports.get(text)
+        if entry is None:
+            if len(self._ports) >= CACHE_LIMIT:
+                self._ports.clear()
+            port = parse_port(text)
+            entry = (port, "" if port is None else str(port))
+            self._ports[text] = entry
+        return entry
+
+    def _lookup(self, record, fields, role):
+        for field in fields:
+            value = record.get(field)
+            if value is not None:
+                value = _first(value)
+                if value:
+                    return value
+        if role:
+            key = fields[0] if len(fields) == 1 else " or ".join(fields)
+            self.missing[key] = self.missing.get(key, 0) + 1
+        return ""
+
+    def process(self, records):
+        settings = self.settings
+        annotate = settings.mode == "annotate"
+        any_direction = settings.direction == "any"
+        ports, allowlist, inbound = settings.ports, settings.allowlist, settings.inbound_values
+        image_fields, port_fields, dest_fields = settings.image_fields, settings.port_fields, settings.dest_fields
+        direction_fields = settings.direction_fields
+        lookup = self._lookup
+        for record in records:
+            image = lookup(record, image_fields, "image")
+            base, category = self._image(image) if image else ("", None)
+            port_text = lookup(record, port_fields, "port")
+            port, dest_port = self._port(port_text) if port_text else (None, "")
+            dest = lookup(record, dest_fields, None)
+            address, internal = self._dest(dest) if dest else (None, "0")
+            label, allowed, reason = "", "0", ""
+            if category is not None and port in ports and (
+                    any_direction or not direction_fields
+                    or lookup(record, direction_fields, None).lower() not in inbound):
+                rule = None
+                if allowlist.rules:
+                    rule = allowlist.match(image, base, address, port,
+                                           lookup(record, settings.host_fields, None),
+                                           lookup(record, settings.user_fields, None))
+                if rule is None:
+                    label = lookups.CATEGORIES[category]
+                else:
+                    allowed, reason = "1", rule.reason
+            if not (label or annotate):
+                continue
+            flags = _FLAGS[category] if category is not None else _NO_FLAGS
+            record["ImageBasename"] = base
+            record["DestPort"] = dest_port
+            record["IsScriptInterpreter"], record["IsLOLBin"], record["IsUnusualSystem"] = flags
+            record["IsInternal"] = internal
+            record["SuspicionLabel"] = label
+            record["Allowlisted"] = allowed
+            record["AllowlistReason"] = reason
+            yield record
