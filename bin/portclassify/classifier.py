@@ -141,7 +141,7 @@ class Classifier:
             label, allowed, reason = "", "0", ""
             if category is not None and port in ports and (
                     any_direction or not direction_fields
-                    or lookup(record, direction_fields, None).lower() not in inbound):
+                    or lookup(record, direction_fields, None).strip().lower() not in inbound):
                 rule = None
                 if allowlist.rules:
                     rule = allowlist.match(image, base, address, port,
