@@ -5,9 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 SDK_VERSION := 2.1.1
+# sha256 of PyPI's splunk-sdk-2.1.1.tar.gz (its only distribution): vendoring installs exactly that file.
+SDK_SHA256 := 46300d52f09e0aed7e5962ce2ba08ef54421ffb3a538c6af6164dcbf9f075faa
 VENDORED := bin/splunklib/__init__.py
+VERSION := $(shell cat VERSION)
+PACKAGE := dist/classifyport-$(VERSION).tar.gz
 
-.PHONY: all venv vendor test demo package inspect clean
+.PHONY: all venv vendor test demo package inspect icons clean
 
 all: test
 
@@ -22,25 +26,37 @@ venv: $(VENV)/.installed
 # bin/ is what Splunk replicates to indexers in the knowledge bundle.
 $(VENDORED): $(VENV)/.installed
 	rm -rf build/sdk bin/splunklib
-	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-compile --target build/sdk splunk-sdk==$(SDK_VERSION)
+	mkdir -p build
+	echo "splunk-sdk==$(SDK_VERSION) --hash=sha256:$(SDK_SHA256)" > build/sdk-requirements.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-compile --require-hashes \
+		--target build/sdk -r build/sdk-requirements.txt
 	cp -R build/sdk/splunklib bin/splunklib
 
 vendor: $(VENDORED)
 
+# The one test command: every test under tests/ (pytest's exit code 5, "no tests
+# ran", fails here like any other), then the AppInspect gate on a fresh package.
 test: vendor
 	$(VPY) -m pytest -q tests
+	$(MAKE) --no-print-directory inspect
 
 # Runs the command over SCP v2 on the bundled sample events and prints the original search's table.
 demo: vendor
 	$(VPY) tools/demo.py
 
-# dist/classifyport-<version>.tar.gz from an explicit file list, byte-identical across builds.
+# dist/classifyport-<version>.tar.gz from the explicit file list in tools/build_package.py,
+# version stamped from VERSION, byte-identical across builds.
 package: vendor
 	$(VPY) tools/build_package.py
 
-# Splunk AppInspect, default and cloud modes; fails on any failure, error or future_failure.
+# Splunk AppInspect, default and cloud modes; fails on any failure, error or future_failure
+# and on a remaining warning that README.md does not explain.
 inspect: package
-	$(VPY) tools/appinspect_gate.py
+	$(VPY) tools/appinspect_gate.py --package $(PACKAGE)
+
+# Redraws static/*.png (committed; tests check they match this script).
+icons:
+	$(PYTHON) tools/make_icons.py
 
 clean:
 	rm -rf build dist bin/splunklib $(VENV)
