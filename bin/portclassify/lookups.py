@@ -7,6 +7,7 @@ files from the app's own lookups/ folder, never a path from a search.
 import datetime
 import ipaddress
 import os
+import re
 
 from .allowlist import AllowRule
 from .csvfile import LookupProblem, read_rows
@@ -117,6 +118,10 @@ def load_profiles(app_root):
 
 
 def _parse_date(text):
+    """YYYY-MM-DD only: date.fromisoformat accepts more forms from Python 3.11 on, and
+    the same lookup must mean the same thing on Splunk's Python 3.9 and 3.13."""
+    if len(text) != 10 or not re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", text):
+        return None
     try:
         return datetime.date.fromisoformat(text)
     except ValueError:
@@ -130,13 +135,6 @@ def load_allowlist(app_root, today):
     for number, row in _rows(app_root, ALLOWLIST, required):
         if not any(row[name] for name in ("process", "dest_cidr", "port", "host", "user")):
             raise LookupProblem(ALLOWLIST, number, "row matches every event: fill in at least one of process, dest_cidr, port, host, user")
-        if row["expires"]:
-            until = _parse_date(row["expires"])
-            if until is None:
-                raise LookupProblem(ALLOWLIST, number, "expires %r is not a date (expected YYYY-MM-DD)" % row["expires"])
-            if until < today:
-                expired.append(number)
-                continue
         network = _network(ALLOWLIST, number, row["dest_cidr"]) if row["dest_cidr"] else None
         ports = None
         if row["port"]:
@@ -144,5 +142,12 @@ def load_allowlist(app_root, today):
                 ports = PortSet(parse_port_spec(row["port"]))
             except ValueError as error:
                 raise LookupProblem(ALLOWLIST, number, "bad port: %s" % error)
+        if row["expires"]:
+            until = _parse_date(row["expires"])
+            if until is None:
+                raise LookupProblem(ALLOWLIST, number, "expires %r is not a date (expected YYYY-MM-DD)" % row["expires"])
+            if until < today:
+                expired.append(number)
+                continue
         rules.append(AllowRule(number, row["process"], network, ports, row["host"], row["user"], row["reason"]))
     return rules, expired
