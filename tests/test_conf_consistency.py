@@ -20,7 +20,7 @@ APP = "classifyport"
 COMMAND_SOURCE = os.path.join(ROOT, "bin", "classifyport.py")
 LOOKUPS_SOURCE = os.path.join(ROOT, "bin", "portclassify", "lookups.py")
 CLASSIFIER_SOURCE = os.path.join(ROOT, "bin", "portclassify", "classifier.py")
-LOOKUP_CONSTANTS = ("PROCESSES", "PORTS", "INTERNAL_NETWORKS", "ALLOWLIST", "FIELD_PROFILES")
+LOOKUP_CONSTANTS = ("PROCESSES", "PORTS", "INTERNAL_NETWORKS", "ALLOWLIST", "FIELD_PROFILES", "TECHNIQUES", "RISK")
 # Confs Splunk defines (each has a spec in $SPLUNK_HOME/etc/system/README); any other needs README/<name>.conf.spec.
 SPLUNK_CONFS = {"app", "commands", "searchbnf", "transforms", "props", "savedsearches", "macros",
                 "collections", "eventtypes", "tags", "indexes", "inputs", "server", "restmap", "web",

@@ -21,7 +21,8 @@ import scpv2
 from conftest import ROOT
 
 OUTPUT_FIELDS = ("ImageBasename", "DestPort", "IsScriptInterpreter", "IsLOLBin", "IsUnusualSystem",
-                 "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason")
+                 "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason",
+                 "MatchedOn", "mitre_technique_id", "risk_score")
 OPTIONS = ("profile", "mode", "direction", "allowlist", "ports", "image", "port", "dest")
 LOOKUPS = ("classifyport_processes.csv", "classifyport_ports.csv", "classifyport_internal_networks.csv",
            "classifyport_allowlist.csv", "classifyport_field_profiles.csv")

@@ -163,7 +163,8 @@ def test_exact_file_list(files):
     expected.add("bin/classifyport.py")
     expected.update("static/" + name for name in ICONS)
     expected.add("metadata/default.meta")
-    for pattern in ("bin/portclassify/*.py", "default/*.conf", "lookups/*.csv", "README/*.spec"):
+    for pattern in ("bin/portclassify/*.py", "default/*.conf", "lookups/*.csv", "README/*.spec",
+                    "default/data/ui/nav/*.xml", "default/data/ui/views/*.xml"):
         expected.update(os.path.relpath(path, ROOT).replace(os.sep, "/")
                         for path in glob.glob(os.path.join(ROOT, pattern)))
     expected.update("bin/splunklib/" + path for path in _sdk_record())

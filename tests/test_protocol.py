@@ -13,7 +13,8 @@ import scpv2
 
 # The output fields the contract names, in no particular order.
 OUTPUT_FIELDS = ("ImageBasename", "DestPort", "IsScriptInterpreter", "IsLOLBin", "IsUnusualSystem",
-                 "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason")
+                 "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason",
+                 "MatchedOn", "mitre_technique_id", "risk_score")
 FLAGS = {"ScriptInterpreter": ("1", "0", "0"), "LOLBin": ("0", "1", "0"),
          "UnusualSystemProcess": ("0", "0", "1"), None: ("0", "0", "0")}
 TRACEBACK_MARKERS = ("Traceback", 'File "', ".py\", line", "Error at \"")
@@ -57,7 +58,11 @@ def assert_passed_through(chunks, replies):
             added = [name for name in got if name not in want]
             assert sorted(added) == sorted(OUTPUT_FIELDS), "chunk %d record %d fields %r" % (number, index, added)
             for name in OUTPUT_FIELDS:
-                assert isinstance(got[name], str), (name, got[name])
+                # mitre_technique_id is multivalue by design; every other output field has one value.
+                if name == "mitre_technique_id" and isinstance(got[name], list):
+                    assert len(got[name]) > 1 and all(isinstance(v, str) and v for v in got[name]), got[name]
+                else:
+                    assert isinstance(got[name], str), (name, got[name])
     assert replies[-1][1] == []
 
 

@@ -21,10 +21,11 @@ from conftest import shared_path
 
 RECORDINGS = ("scpv2-recordings", "Splunk-6.3")
 OUTPUT_FIELDS = ("ImageBasename", "DestPort", "IsScriptInterpreter", "IsLOLBin", "IsUnusualSystem",
-                 "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason")
+                 "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason",
+                 "MatchedOn", "mitre_technique_id", "risk_score")
 NOT_APPLICABLE = {"ImageBasename": "", "DestPort": "", "IsScriptInterpreter": "0", "IsLOLBin": "0",
                   "IsUnusualSystem": "0", "IsInternal": "0", "SuspicionLabel": "", "Allowlisted": "0",
-                  "AllowlistReason": ""}
+                  "AllowlistReason": "", "MatchedOn": "", "mitre_technique_id": "", "risk_score": ""}
 _MV_VALUE = re.compile(r"\$((?:\$\$|[^$])*)\$(?:;|\Z)")
 
 _cache = {}

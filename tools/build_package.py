@@ -45,6 +45,8 @@ PACKAGE_FILES = (
     ("lookups/*.csv", True),
     ("static/*.png", True),
     ("README/*.conf.spec", False),
+    ("default/data/ui/nav/*.xml", True),
+    ("default/data/ui/views/*.xml", True),
 )
 # Never shipped, whatever a pattern above matches.
 NEVER = ("*/__pycache__/*", "*.pyc", "*.pyo", "local/*", "*/local/*", "metadata/local.meta")

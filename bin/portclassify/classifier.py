@@ -11,6 +11,7 @@ from .ports import PortSet, parse_port, parse_port_spec
 OUTPUT_FIELDS = (
     "ImageBasename", "DestPort", "IsScriptInterpreter", "IsLOLBin", "IsUnusualSystem",
     "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason",
+    "MatchedOn", "mitre_technique_id", "risk_score",
 )
 MODES = ("filter", "annotate")
 DIRECTIONS = ("outbound", "any")
@@ -59,10 +60,13 @@ class Settings:
         self.profile, self.mode, self.direction = profile, mode, direction
         self.image_fields, self.port_fields, self.dest_fields = fields("image"), fields("port"), fields("dest")
         self.host_fields, self.user_fields = fields("host"), fields("user")
+        self.original_fields = fields("original_file_name")
         self.direction_fields, self.inbound_values = roles.get("direction", ((), frozenset()))
         self.processes = lookups.load_processes(app_root)
         self.ports = PortSet(parse_port_spec(ports)) if ports else lookups.load_ports(app_root)
         self.internal = lookups.load_internal_networks(app_root)
+        self.techniques = lookups.load_techniques(app_root)
+        self.risk = lookups.load_risk(app_root)
         self.allowlist, self.expired_rows = Allowlist(()), []
         if use_allowlist:
             rules, self.expired_rows = lookups.load_allowlist(app_root, today or datetime.datetime.now(datetime.timezone.utc).date())
@@ -79,7 +83,7 @@ class Classifier:
     def __init__(self, settings):
         self.settings = settings
         self.missing = {}
-        self._images, self._dests, self._ports = {}, {}, {}
+        self._images, self._dests, self._ports, self._techniques = {}, {}, {}, {}
 
     def _image(self, image):
         entry = self._images.get(image)
@@ -111,6 +115,25 @@ class Classifier:
             self._ports[text] = entry
         return entry
 
+    def _technique_ids(self, category, name, port):
+        key = (category, name, port)
+        found = self._techniques.get(key)
+        if found is None:
+            if len(self._techniques) >= CACHE_LIMIT:
+                self._techniques.clear()
+            found = self.settings.techniques.for_event(category, name, port)
+            found = found[0] if len(found) == 1 else (found or "")
+            self._techniques[key] = found
+        return found
+
+    @staticmethod
+    def _source_field(record, fields):
+        """Which of `fields` supplied the value (the first non-empty one)."""
+        for field in fields:
+            if _first(record.get(field)):
+                return field
+        return ""
+
     def _lookup(self, record, fields, role):
         for field in fields:
             value = record.get(field)
@@ -129,16 +152,23 @@ class Classifier:
         any_direction = settings.direction == "any"
         ports, allowlist, inbound = settings.ports, settings.allowlist, settings.inbound_values
         image_fields, port_fields, dest_fields = settings.image_fields, settings.port_fields, settings.dest_fields
-        direction_fields = settings.direction_fields
+        direction_fields, original_fields = settings.direction_fields, settings.original_fields
         lookup = self._lookup
         for record in records:
             image = lookup(record, image_fields, "image")
             base, category = self._image(image) if image else ("", None)
+            matched_fields, matched_name = image_fields, base
+            if category is None and original_fields:
+                # A renamed binary keeps the name it was built with in its version resource.
+                original = lookup(record, original_fields, None)
+                if original:
+                    matched_name, category = self._image(original)
+                    matched_fields = original_fields
             port_text = lookup(record, port_fields, "port")
             port, dest_port = self._port(port_text) if port_text else (None, "")
             dest = lookup(record, dest_fields, None)
             address, internal = self._dest(dest) if dest else (None, "0")
-            label, allowed, reason = "", "0", ""
+            label, allowed, reason, techniques, risk = "", "0", "", "", ""
             if category is not None and port in ports and (
                     any_direction or not direction_fields
                     or lookup(record, direction_fields, None).strip().lower() not in inbound):
@@ -149,6 +179,8 @@ class Classifier:
                                            lookup(record, settings.user_fields, None))
                 if rule is None:
                     label = lookups.CATEGORIES[category]
+                    techniques = self._technique_ids(category, matched_name.lower(), port)
+                    risk = settings.risk[category, internal == "1"]
                 else:
                     allowed, reason = "1", rule.reason
             if not (label or annotate):
@@ -161,4 +193,7 @@ class Classifier:
             record["SuspicionLabel"] = label
             record["Allowlisted"] = allowed
             record["AllowlistReason"] = reason
+            record["MatchedOn"] = self._source_field(record, matched_fields) if category is not None else ""
+            record["mitre_technique_id"] = techniques
+            record["risk_score"] = risk
             yield record

@@ -19,11 +19,16 @@ PORTS = "classifyport_ports.csv"
 INTERNAL_NETWORKS = "classifyport_internal_networks.csv"
 ALLOWLIST = "classifyport_allowlist.csv"
 FIELD_PROFILES = "classifyport_field_profiles.csv"
+TECHNIQUES = "classifyport_techniques.csv"
+RISK = "classifyport_risk.csv"
 
 # Labels in precedence order: an event whose names match several categories
 # takes the first, as the original search's case() did.
 CATEGORIES = ("ScriptInterpreter", "LOLBin", "UnusualSystemProcess")
-ROLES = ("image", "port", "dest", "direction", "host", "user")
+ROLES = ("image", "original_file_name", "port", "dest", "direction", "host", "user")
+TECHNIQUE_MATCHES = ("label", "process", "port", "deprecated_alias")
+DESTINATIONS = ("external", "internal")
+_TECHNIQUE_ID = re.compile(r"T[0-9]{4}(\.[0-9]{3})?\Z")
 REQUIRED_ROLES = ("image", "port")
 
 
@@ -151,3 +156,80 @@ def load_allowlist(app_root, today):
                 continue
         rules.append(AllowRule(number, row["process"], network, ports, row["host"], row["user"], row["reason"]))
     return rules, expired
+
+
+def _category(filename, number, text):
+    for index, known in enumerate(CATEGORIES):
+        if known.lower() == text.lower():
+            return index
+    raise LookupProblem(filename, number, "unknown label %r (allowed: %s)" % (text, ", ".join(CATEGORIES)))
+
+
+class Techniques:
+    """ATT&CK technique IDs for a labelled event, from the techniques lookup."""
+
+    def __init__(self, by_label, by_process, by_port, aliases):
+        self.by_label, self.by_process, self.by_port, self.aliases = by_label, by_process, by_port, aliases
+
+    def for_event(self, category, process, port):
+        """Label techniques, then the process's, then the port's; each ID once."""
+        found = []
+        for group in (self.by_label.get(category, ()), self.by_process.get(process, ()), self.by_port.get(port, ())):
+            for technique in group:
+                if technique not in found:
+                    found.append(technique)
+        return found
+
+
+def load_techniques(app_root):
+    by_label, by_process, by_port, aliases = {}, {}, {}, {}
+    for number, row in _rows(app_root, TECHNIQUES, ("match", "value", "technique_id")):
+        match, value, technique = row["match"].lower(), row["value"], row["technique_id"].upper()
+        if not _TECHNIQUE_ID.match(technique):
+            raise LookupProblem(TECHNIQUES, number, "technique_id %r is not an ATT&CK ID like T1071 or T1071.001"
+                                % row["technique_id"])
+        if match == "label":
+            key, table = _category(TECHNIQUES, number, value), by_label
+        elif match == "process":
+            key, table = value.lower(), by_process
+        elif match == "port":
+            try:
+                ranges = parse_port_spec(value)
+            except ValueError as error:
+                raise LookupProblem(TECHNIQUES, number, "bad port: %s" % error)
+            for low, high in ranges:
+                for port in range(low, high + 1):
+                    by_port.setdefault(port, []).append(technique)
+            continue
+        elif match == "deprecated_alias":
+            if not _TECHNIQUE_ID.match(value.upper()):
+                raise LookupProblem(TECHNIQUES, number, "deprecated_alias %r is not an ATT&CK ID" % value)
+            key, table = value.upper(), aliases
+        else:
+            raise LookupProblem(TECHNIQUES, number, "unknown match %r (allowed: %s)"
+                                % (row["match"], ", ".join(TECHNIQUE_MATCHES)))
+        table.setdefault(key, []).append(technique)
+    return Techniques(by_label, by_process, by_port, aliases)
+
+
+def load_risk(app_root):
+    """Return {(category index, is_internal): score as text}; every label and destination needs a row."""
+    scores = {}
+    for number, row in _rows(app_root, RISK, ("label", "destination", "risk_score")):
+        category = _category(RISK, number, row["label"])
+        destination = row["destination"].lower()
+        if destination not in DESTINATIONS:
+            raise LookupProblem(RISK, number, "destination %r must be internal or external" % row["destination"])
+        score = row["risk_score"]
+        if not (score.isascii() and score.isdigit() and 0 <= int(score) <= 100):
+            raise LookupProblem(RISK, number, "risk_score %r is not a whole number from 0 to 100" % score)
+        key = (category, destination == "internal")
+        if key in scores:
+            raise LookupProblem(RISK, number, "%s %s is scored twice" % (CATEGORIES[category], destination))
+        scores[key] = str(int(score))
+    for category in range(len(CATEGORIES)):
+        for internal, destination in ((False, "external"), (True, "internal")):
+            if (category, internal) not in scores:
+                raise LookupProblem(RISK, None, "no risk_score for %s with an %s destination"
+                                    % (CATEGORIES[category], destination))
+    return scores
