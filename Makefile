@@ -11,7 +11,7 @@ VENDORED := bin/splunklib/__init__.py
 VERSION := $(shell cat VERSION)
 PACKAGE := dist/classifyport-$(VERSION).tar.gz
 
-.PHONY: all venv vendor test demo package inspect icons clean
+.PHONY: all venv vendor test demo package inspect icons sysmon-config sigma clean
 
 all: test
 
@@ -53,6 +53,14 @@ package: vendor
 # and on a remaining warning that README.md does not explain.
 inspect: package
 	$(VPY) tools/appinspect_gate.py --package $(PACKAGE)
+
+# A Sysmon NetworkConnect include rule group generated from the process lookup.
+sysmon-config:
+	$(PYTHON) tools/sysmon_config.py --output build/sysmon-classifyport.xml
+
+# Regenerates the Sigma rule (kept in the repository, not the package) from the lookups.
+sigma:
+	$(PYTHON) tools/build_sigma_rule.py
 
 # Redraws static/*.png (committed; tests check they match this script).
 icons:

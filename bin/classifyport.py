@@ -36,8 +36,9 @@ class PortList(validators.Validator):
 
 @Configuration(distributed=True)
 class ClassifyPortCommand(StreamingCommand):
-    """Adds ImageBasename, DestPort, IsScriptInterpreter, IsLOLBin, IsUnusualSystem,
-    IsInternal, SuspicionLabel, Allowlisted and AllowlistReason to network-connection events.
+    """Adds ImageBasename, DestPort, IsScriptInterpreter, IsLOLBin, IsUnusualSystem, IsInternal,
+    SuspicionLabel, Allowlisted, AllowlistReason, MatchedOn, mitre_technique_id and risk_score
+    to network-connection events (portclassify.classifier.OUTPUT_FIELDS).
     """
 
     profile = Option(

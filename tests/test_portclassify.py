@@ -238,3 +238,74 @@ def test_caches_stay_bounded(monkeypatch):
     count = sum(1 for _ in engine.process(records))
     assert count == 5000
     assert max(len(engine._images), len(engine._dests), len(engine._ports)) <= 50
+
+
+def test_renamed_binary_is_classified_by_original_file_name():
+    records = [
+        {"Image": "C:\\Users\\Public\\update.exe", "OriginalFileName": "PowerShell.EXE", "DestinationPort": "443",
+         "DestinationIp": "93.184.216.34"},
+        {"Image": "C:\\Windows\\System32\\certutil.exe", "OriginalFileName": "PowerShell.EXE", "DestinationPort": "80",
+         "DestinationIp": "10.1.1.1"},
+        {"Image": "C:\\Users\\Public\\updater.exe", "OriginalFileName": "Updater.exe.mui", "DestinationPort": "443",
+         "DestinationIp": "8.8.8.8"},
+        {"Image": "C:\\Users\\Public\\updater.exe", "DestinationPort": "443", "DestinationIp": "8.8.8.8"},
+        {"Image": "C:\\Windows\\System32\\cmd.exe", "OriginalFileName": "notepad.exe", "DestinationPort": "443",
+         "DestinationIp": "8.8.8.8"},
+        {"Image": "C:\\Users\\Public\\update.exe", "DestinationPort": "443", "DestinationIp": "8.8.8.8"},
+    ]
+    out, _ = _classify(records, mode="annotate")
+    assert [(r["ImageBasename"], r["SuspicionLabel"], r["MatchedOn"]) for r in out] == [
+        ("update.exe", "ScriptInterpreter", "OriginalFileName"),
+        ("certutil.exe", "ScriptInterpreter", "OriginalFileName"),  # a PowerShell renamed to a LOLBin's name
+        ("updater.exe", "", ""),
+        ("updater.exe", "", ""),
+        ("cmd.exe", "ScriptInterpreter", "Image"),    # the higher-ranked label wins
+        ("update.exe", "LOLBin", "Image"),            # Squirrel's Update.exe is itself a LOLBAS entry
+    ]
+    mde = [{"InitiatingProcessFileName": "svc.exe", "InitiatingProcessVersionInfoOriginalFileName": "rundll32.exe",
+            "RemotePort": "443", "RemoteIP": "8.8.8.8", "ActionType": "ConnectionSuccess"}]
+    out, _ = _classify(mde, profile="mde")
+    assert [(r["SuspicionLabel"], r["MatchedOn"]) for r in out] == [
+        ("LOLBin", "InitiatingProcessVersionInfoOriginalFileName")]
+
+
+def test_techniques_and_risk_come_from_the_lookups():
+    records = [
+        {"Image": "C:\\w\\powershell.exe", "DestinationPort": "443", "DestinationIp": "93.184.216.34"},
+        {"Image": "C:\\w\\powershell.exe", "DestinationPort": "443", "DestinationIp": "10.0.0.9"},
+        {"Image": "C:\\w\\nslookup.exe", "DestinationPort": "53", "DestinationIp": "8.8.8.8"},
+        {"Image": "C:\\w\\notepad.exe", "DestinationPort": "3389", "DestinationIp": "8.8.8.8"},
+        {"Image": "C:\\w\\svc.exe", "OriginalFileName": "bitsadmin.exe", "DestinationPort": "443",
+         "DestinationIp": "8.8.8.8"},
+        {"Image": "C:\\w\\chrome.exe", "DestinationPort": "443", "DestinationIp": "8.8.8.8"},
+    ]
+    out, _ = _classify(records, mode="annotate")
+    assert [r["mitre_technique_id"] for r in out] == [
+        ["T1059", "T1059.001", "T1071.001"],
+        ["T1059", "T1059.001", "T1071.001"],
+        ["T1105", "T1071.004"],
+        ["T1055", "T1571"],
+        ["T1105", "T1197", "T1071.001"],      # the renamed binary's own techniques
+        "",
+    ]
+    assert [r["risk_score"] for r in out] == ["56", "32", "64", "72", "64", ""]
+    for technique in (t for r in out for t in (r["mitre_technique_id"] or [])):
+        assert technique != "T1043"
+
+
+@pytest.mark.parametrize("filename, text, row, problem", [
+    (lookups.TECHNIQUES, "match,value,technique_id\nlabel,LOLBin,T1105\nport,80,1071\n", 3, "is not an ATT&CK ID"),
+    (lookups.TECHNIQUES, "match,value,technique_id\nlabel,Evil,T1105\n", 2, "unknown label"),
+    (lookups.TECHNIQUES, "match,value,technique_id\nhost,x,T1105\n", 2, "unknown match"),
+    (lookups.RISK, "label,destination,risk_score\nLOLBin,external,101\n", 2, "from 0 to 100"),
+    (lookups.RISK, "label,destination,risk_score\nLOLBin,outside,10\n", 2, "internal or external"),
+    (lookups.RISK, "label,destination,risk_score\nLOLBin,external,10\nLOLBin,external,20\n", 3, "scored twice"),
+    (lookups.RISK, "label,destination,risk_score\nLOLBin,external,10\n", None, "no risk_score for ScriptInterpreter"),
+])
+def test_malformed_technique_and_risk_lookups(tmp_path, filename, text, row, problem):
+    root = _copy_app(tmp_path)
+    _write(root, filename, text)
+    with pytest.raises(LookupProblem) as caught:
+        classifier.Settings(root)
+    assert (caught.value.filename, caught.value.row) == (filename, row)
+    assert problem in str(caught.value)

@@ -158,12 +158,14 @@ class Classifier:
             image = lookup(record, image_fields, "image")
             base, category = self._image(image) if image else ("", None)
             matched_fields, matched_name = image_fields, base
-            if category is None and original_fields:
-                # A renamed binary keeps the name it was built with in its version resource.
+            if original_fields:
+                # A renamed binary keeps the name it was built with in its version resource:
+                # classify by that name when the image name is unlisted or ranks lower.
                 original = lookup(record, original_fields, None)
                 if original:
-                    matched_name, category = self._image(original)
-                    matched_fields = original_fields
+                    original_name, original_category = self._image(original)
+                    if original_category is not None and (category is None or original_category < category):
+                        matched_name, category, matched_fields = original_name, original_category, original_fields
             port_text = lookup(record, port_fields, "port")
             port, dest_port = self._port(port_text) if port_text else (None, "")
             dest = lookup(record, dest_fields, None)
