@@ -11,7 +11,7 @@ VENDORED := bin/splunklib/__init__.py
 VERSION := $(shell cat VERSION)
 PACKAGE := dist/classifyport-$(VERSION).tar.gz
 
-.PHONY: all venv vendor test demo package inspect icons sysmon-config sigma clean
+.PHONY: all venv vendor test demo package inspect icons sysmon-config sigma validate bench fuzz clean
 
 all: test
 
@@ -53,6 +53,15 @@ package: vendor
 # and on a remaining warning that README.md does not explain.
 inspect: package
 	$(VPY) tools/appinspect_gate.py --package $(PACKAGE)
+
+# Replays the sample events and the real corpus (../shared) through the packaged command
+# and reports, per test and data set, what fired, what did not and why.
+validate: package
+	$(VPY) tools/validate.py --package $(PACKAGE)
+
+# End-to-end benchmark over SCP v2 (1,000,000 events); writes BENCHMARKS.md.
+bench: package
+	$(VPY) tools/bench.py --package $(PACKAGE) --write BENCHMARKS.md
 
 # A Sysmon NetworkConnect include rule group generated from the process lookup.
 sysmon-config:
