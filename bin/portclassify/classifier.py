@@ -126,76 +126,80 @@ class Classifier:
             self._techniques[key] = found
         return found
 
-    @staticmethod
-    def _source_field(record, fields):
-        """Which of `fields` supplied the value (the first non-empty one)."""
-        for field in fields:
-            if _first(record.get(field)):
-                return field
-        return ""
+    def note_missing(self, fields):
+        key = fields[0] if len(fields) == 1 else " or ".join(fields)
+        self.missing[key] = self.missing.get(key, 0) + 1
+
+    def decide(self, image, image_field, original, original_field, port_text, dest, lazy):
+        """The output values for one event, in OUTPUT_FIELDS order, or None to drop it.
+
+        `image`/`original` are the process name values and the fields they came
+        from; `lazy(role)` returns the direction, host or user value, fetched only
+        for events that would be labelled.
+        """
+        settings = self.settings
+        base, category = self._image(image) if image else ("", None)
+        matched_name, matched_on = base, image_field
+        if original:
+            # A renamed binary keeps the name it was built with in its version resource:
+            # classify by that name when the image name is unlisted or ranks lower.
+            original_name, original_category = self._image(original)
+            if original_category is not None and (category is None or original_category < category):
+                matched_name, category, matched_on = original_name, original_category, original_field
+        port, dest_port = self._port(port_text) if port_text else (None, "")
+        address, internal = self._dest(dest) if dest else (None, "0")
+        label = reason = techniques = risk = ""
+        allowed = "0"
+        if category is not None and port in settings.ports and (
+                settings.direction == "any" or not settings.direction_fields
+                or lazy("direction").strip().lower() not in settings.inbound_values):
+            rule = None
+            if settings.allowlist.rules:
+                rule = settings.allowlist.match(image, base, address, port, lazy("host"), lazy("user"))
+            if rule is None:
+                label = lookups.CATEGORIES[category]
+                techniques = self._technique_ids(category, matched_name.lower(), port)
+                risk = settings.risk[category, internal == "1"]
+            else:
+                allowed, reason = "1", rule.reason
+        elif settings.mode != "annotate":
+            return None
+        if not label and settings.mode != "annotate":
+            return None
+        flags = _FLAGS[category] if category is not None else _NO_FLAGS
+        return (base, dest_port, flags[0], flags[1], flags[2], internal, label, allowed, reason,
+                matched_on if category is not None else "", techniques, risk)
 
     def _lookup(self, record, fields, role):
+        """(value, field) of the first non-empty field of `fields` in a dict record."""
         for field in fields:
             value = record.get(field)
             if value is not None:
                 value = _first(value)
                 if value:
-                    return value
+                    return value, field
         if role:
-            key = fields[0] if len(fields) == 1 else " or ".join(fields)
-            self.missing[key] = self.missing.get(key, 0) + 1
-        return ""
+            self.note_missing(fields)
+        return "", ""
 
     def process(self, records):
+        """Dict records in, dict records out (the SDK's record path; the command's own
+        faster path over CSV chunks is portclassify.csvchunk)."""
         settings = self.settings
-        annotate = settings.mode == "annotate"
-        any_direction = settings.direction == "any"
-        ports, allowlist, inbound = settings.ports, settings.allowlist, settings.inbound_values
-        image_fields, port_fields, dest_fields = settings.image_fields, settings.port_fields, settings.dest_fields
-        direction_fields, original_fields = settings.direction_fields, settings.original_fields
         lookup = self._lookup
+        image_fields, port_fields, dest_fields = settings.image_fields, settings.port_fields, settings.dest_fields
+        original_fields = settings.original_fields
+        role_fields = {"direction": settings.direction_fields, "host": settings.host_fields,
+                       "user": settings.user_fields}
         for record in records:
-            image = lookup(record, image_fields, "image")
-            base, category = self._image(image) if image else ("", None)
-            matched_fields, matched_name = image_fields, base
-            if original_fields:
-                # A renamed binary keeps the name it was built with in its version resource:
-                # classify by that name when the image name is unlisted or ranks lower.
-                original = lookup(record, original_fields, None)
-                if original:
-                    original_name, original_category = self._image(original)
-                    if original_category is not None and (category is None or original_category < category):
-                        matched_name, category, matched_fields = original_name, original_category, original_fields
-            port_text = lookup(record, port_fields, "port")
-            port, dest_port = self._port(port_text) if port_text else (None, "")
-            dest = lookup(record, dest_fields, None)
-            address, internal = self._dest(dest) if dest else (None, "0")
-            label, allowed, reason, techniques, risk = "", "0", "", "", ""
-            if category is not None and port in ports and (
-                    any_direction or not direction_fields
-                    or lookup(record, direction_fields, None).strip().lower() not in inbound):
-                rule = None
-                if allowlist.rules:
-                    rule = allowlist.match(image, base, address, port,
-                                           lookup(record, settings.host_fields, None),
-                                           lookup(record, settings.user_fields, None))
-                if rule is None:
-                    label = lookups.CATEGORIES[category]
-                    techniques = self._technique_ids(category, matched_name.lower(), port)
-                    risk = settings.risk[category, internal == "1"]
-                else:
-                    allowed, reason = "1", rule.reason
-            if not (label or annotate):
+            image, image_field = lookup(record, image_fields, "image")
+            original, original_field = lookup(record, original_fields, None) if original_fields else ("", "")
+            port_text = lookup(record, port_fields, "port")[0]
+            dest = lookup(record, dest_fields, None)[0]
+            values = self.decide(image, image_field, original, original_field, port_text, dest,
+                                 lambda role: lookup(record, role_fields[role], None)[0])
+            if values is None:
                 continue
-            flags = _FLAGS[category] if category is not None else _NO_FLAGS
-            record["ImageBasename"] = base
-            record["DestPort"] = dest_port
-            record["IsScriptInterpreter"], record["IsLOLBin"], record["IsUnusualSystem"] = flags
-            record["IsInternal"] = internal
-            record["SuspicionLabel"] = label
-            record["Allowlisted"] = allowed
-            record["AllowlistReason"] = reason
-            record["MatchedOn"] = self._source_field(record, matched_fields) if category is not None else ""
-            record["mitre_technique_id"] = techniques
-            record["risk_score"] = risk
+            for name, value in zip(OUTPUT_FIELDS, values):
+                record[name] = value
             yield record

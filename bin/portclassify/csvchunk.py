@@ -1,0 +1,164 @@
+"""Classify one SCP v2 chunk body, CSV in and CSV out, without building a dict per record.
+
+splunkd sends each execute chunk as CSV: a header of field names, where a
+multivalue field `x` also has a `__mv_x` column (`$a$;$b$`, `$` doubled). The
+SDK turns every row into an OrderedDict and back; this module keeps rows as
+lists, copies the input cells through untouched, and appends (or, for a field
+the input already has, overwrites in place) the output columns. Decoded, the
+records are the ones the SDK's record path produces.
+"""
+import csv
+import io
+import operator
+import re
+
+from .classifier import OUTPUT_FIELDS
+
+
+class SplunkCsv(csv.Dialect):
+    """The dialect splunklib reads and writes (searchcommands.internals.CsvDialect)."""
+    delimiter = ","
+    quotechar = '"'
+    doublequote = True
+    skipinitialspace = False
+    lineterminator = "\r\n"
+    quoting = csv.QUOTE_MINIMAL
+
+
+# One value of an encoded multivalue cell, as the SDK matches it (SearchCommand._encoded_value).
+_MV_VALUE = re.compile(r"\$(?P<item>(?:\$\$|[^$])*)\$(?:;|$)")
+
+
+def decode_mv(cell):
+    """The values of a `$a$;$b$` multivalue cell."""
+    return [match.replace("$$", "$") for match in _MV_VALUE.findall(cell)]
+
+
+def encode_mv(values):
+    return "$" + "$;$".join(value.replace("$", "$$") for value in values) + "$"
+
+
+class ChunkClassifier:
+    """Applies a Classifier to CSV chunk bodies and writes replies the way the SDK would."""
+
+    def __init__(self, classifier):
+        self.classifier = classifier
+
+    def process(self, body):
+        """Return (reply CSV text, number of records written) for one chunk body.
+
+        The reply has the SDK's layout: each field followed by its __mv_ column,
+        input fields first in their order, then the output fields (a field the
+        input already has keeps its place and takes the new value). A __mv_ cell
+        holding one value becomes a plain value, as the SDK writes it.
+        """
+        if not body:
+            return "", 0
+        reader = csv.reader(io.StringIO(body), SplunkCsv)
+        header = next(reader, None)
+        if not header:
+            return "", 0
+        width = len(header)
+        classifier = self.classifier
+        settings = classifier.settings
+
+        # Where each field's plain and __mv_ cells are; a field with only a __mv_
+        # column gets a spare slot after the row. Slot `width` is always "".
+        plain, multi, bases = {}, {}, []
+        for position, name in enumerate(header):
+            base = name[5:] if name.startswith("__mv_") else name
+            if base not in plain and base not in multi:
+                bases.append(base)
+            (multi if name.startswith("__mv_") else plain).setdefault(base, position)
+        empty, spare = width, width + 1
+        for base in bases:
+            if base not in plain:
+                plain[base] = spare
+                spare += 1
+        slots = spare - width
+        multi_pairs = tuple((plain[base], multi[base]) for base in bases if base in multi)
+        multi_cells = tuple(position for _, position in multi_pairs)
+
+        def columns(fields):
+            return tuple((plain[field], multi.get(field, empty), field) for field in fields if field in plain)
+
+        image_cols, port_cols = columns(settings.image_fields), columns(settings.port_fields)
+        dest_cols, original_cols = columns(settings.dest_fields), columns(settings.original_fields)
+        role_cols = {"direction": columns(settings.direction_fields),
+                     "host": columns(settings.host_fields), "user": columns(settings.user_fields)}
+
+        # Reply columns: input fields (an output field already present is taken over), then new output fields.
+        taken = {name: index for index, name in enumerate(OUTPUT_FIELDS) if name in plain}
+        order, out_header = [], []
+        for base in bases:
+            out_header.extend((base, "__mv_" + base))
+            order.extend((empty, empty) if base in taken else (plain[base], multi.get(base, empty)))
+        overwrite = tuple((2 * bases.index(name), index) for name, index in taken.items())
+        new_fields = tuple(index for index, name in enumerate(OUTPUT_FIELDS) if name not in taken)
+        for index in new_fields:
+            out_header.extend((OUTPUT_FIELDS[index], "__mv_" + OUTPUT_FIELDS[index]))
+        pick = operator.itemgetter(*order)
+        padding = [""] * slots
+
+        out = io.StringIO()
+        writer = csv.writer(out, SplunkCsv)
+        writer.writerow(out_header)
+        writerow = writer.writerow
+        decide, note_missing = classifier.decide, classifier.note_missing
+        image_fields, port_fields = settings.image_fields, settings.port_fields
+        count = 0
+
+        def cell(row, cols):
+            # A multivalue field classifies by its first value; the reply keeps them all.
+            for at, mv_at, field in cols:
+                value = row[at]
+                if value:
+                    if row[mv_at]:
+                        value = decode_mv(row[mv_at])[0]
+                    return value, field
+            return "", ""
+
+        for row in reader:
+            if len(row) != width:
+                # A short or long row: pad or cut it to the header, as the SDK's zip() reading does.
+                row = (row + [""] * width)[:width]
+            row.extend(padding)
+            if multi_cells and any(row[position] for position in multi_cells):
+                for at, mv_at in multi_pairs:
+                    if row[mv_at]:
+                        values = decode_mv(row[mv_at])
+                        if len(values) == 1:
+                            row[at], row[mv_at] = values[0], ""
+                        else:
+                            row[at], row[mv_at] = "\n".join(values), encode_mv(values)
+            image, image_field = cell(row, image_cols)
+            if not image:
+                note_missing(image_fields)
+            original, original_field = cell(row, original_cols) if original_cols else ("", "")
+            port_text = cell(row, port_cols)[0]
+            if not port_text:
+                note_missing(port_fields)
+            dest = cell(row, dest_cols)[0] if dest_cols else ""
+            values = decide(image, image_field, original, original_field, port_text, dest,
+                            lambda role: cell(row, role_cols[role])[0])
+            if values is None:
+                continue
+            reply = list(pick(row)) if len(order) > 1 else [pick(row)]
+            for at, index in overwrite:
+                reply[at:at + 2] = _pair(values[index])
+            for index in new_fields:
+                reply.extend(_pair(values[index]))
+            writerow(reply)
+            count += 1
+        if count == 0:
+            return "", 0
+        return out.getvalue(), count
+
+
+def _pair(value):
+    """The plain and __mv_ cells of an output value (a list is multivalue)."""
+    if value.__class__ is list:
+        if len(value) > 1:
+            return "\n".join(value), encode_mv(value)
+        value = value[0] if value else ""
+    return value, ""
