@@ -177,8 +177,8 @@ def test_filter_mode_returns_no_record(name, count):
 
 def test_reply_follows_the_recorded_sdk_output():
     """Our reply to the countmatches session is framed as the SDK's recorded reply was:
-    the same getinfo reply bytes, one execute reply marked finished, CSV pairing each field
-    with its __mv_ column and CRLF rows, and the recorded passthrough values unchanged."""
+    the same getinfo reply bytes, one execute reply marked finished, the same fields (splunkd's
+    columns, then ours in field,__mv_field pairs), CRLF rows, and the recorded values unchanged."""
     recorded = recorded_output("countmatches.output")
     data, result = replay("countmatches", ["mode=annotate"])
     recorded_chunks = scpv2.read_chunks(recorded)
@@ -190,7 +190,11 @@ def test_reply_follows_the_recorded_sdk_output():
     assert set(our_meta) <= {"finished", "inspector"}
     rec_header = next(csv.reader(io.StringIO(rec_body, newline="")))
     our_header = next(csv.reader(io.StringIO(our_body, newline="")))
-    passthrough = [name for name in rec_header if name not in ("word_count", "__mv_word_count")]
+    # The SDK rewrote splunkd's columns as field,__mv_field pairs; classifyport passes splunkd's
+    # own header (and each record's text) through and appends its pairs.
+    input_body = scpv2.read_chunks(data)[1][1]
+    passthrough = next(csv.reader(io.StringIO(input_body, newline="")))
+    assert sorted(passthrough) == sorted(name for name in rec_header if name not in ("word_count", "__mv_word_count"))
     assert our_header[:len(passthrough)] == passthrough
     added = our_header[len(passthrough):]
     assert added[1::2] == ["__mv_" + field for field in added[0::2]]

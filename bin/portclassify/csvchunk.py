@@ -45,7 +45,108 @@ class ChunkClassifier:
         self.classifier = classifier
 
     def process(self, body):
-        """Return (reply CSV text, number of records written) for one chunk body.
+        """Return (reply CSV text, number of records written) for one chunk body."""
+        if not body:
+            return "", 0
+        header = next(csv.reader(io.StringIO(body, newline=""), SplunkCsv), None)
+        if not header:
+            return "", 0
+        names = {name[5:] if name.startswith("__mv_") else name for name in header}
+        if names.isdisjoint(OUTPUT_FIELDS):
+            return self._append(body)
+        return self._rewrite(body)
+
+    def _append(self, body):
+        """The usual case: each input record's text goes back exactly as splunkd sent it,
+        followed by the output columns; only the cells the classifier reads are parsed out."""
+        lines = iter(io.StringIO(body, newline=""))
+        taken = []
+
+        def take():
+            for line in lines:
+                taken.append(line)
+                yield line
+
+        reader = csv.reader(take(), SplunkCsv)
+        header = next(reader)
+        taken.clear()
+        width = len(header)
+        classifier = self.classifier
+        settings = classifier.settings
+        plain, multi = {}, {}
+        for position, name in enumerate(header):
+            if name.startswith("__mv_"):
+                multi.setdefault(name[5:], position)
+            else:
+                plain.setdefault(name, position)
+
+        def columns(fields):
+            # A field may come as a plain column, a __mv_ column, or both; `width` is an empty cell.
+            return tuple((plain.get(field, width), multi.get(field, width), field)
+                         for field in fields if field in plain or field in multi)
+
+        image_cols, port_cols = columns(settings.image_fields), columns(settings.port_fields)
+        dest_cols, original_cols = columns(settings.dest_fields), columns(settings.original_fields)
+        role_cols = {"direction": columns(settings.direction_fields),
+                     "host": columns(settings.host_fields), "user": columns(settings.user_fields)}
+        image_fields, port_fields = settings.image_fields, settings.port_fields
+        decide, note_missing = classifier.decide, classifier.note_missing
+
+        out_header = _quoted_line(header + [cell for name in OUTPUT_FIELDS for cell in (name, "__mv_" + name)])
+        parts = [out_header]
+        append = parts.append
+        tails = {}
+        count = 0
+
+        def cell(row, cols):
+            # A multivalue field classifies by its first value; the reply keeps them all.
+            for at, mv_at, field in cols:
+                if row[mv_at]:
+                    return decode_mv(row[mv_at])[0], field
+                if row[at]:
+                    return row[at], field
+            return "", ""
+
+        for row in reader:
+            text = "".join(taken)
+            taken.clear()
+            ragged = len(row) != width
+            if ragged:
+                row = (row + [""] * width)[:width]
+            row.append("")
+            image, image_field = cell(row, image_cols)
+            if not image:
+                note_missing(image_fields)
+            original, original_field = cell(row, original_cols) if original_cols else ("", "")
+            port_text = cell(row, port_cols)[0]
+            if not port_text:
+                note_missing(port_fields)
+            dest = cell(row, dest_cols)[0] if dest_cols else ""
+            values = decide(image, image_field, original, original_field, port_text, dest,
+                            lambda role: cell(row, role_cols[role])[0])
+            if values is None:
+                continue
+            if ragged:
+                # A short or long row: padded or cut to the header, as the SDK's zip() reading does.
+                text = _quoted_line(row[:width])
+            key = values if values[10].__class__ is not list else values[:10] + (tuple(values[10]),) + values[11:]
+            tail = tails.get(key)
+            if tail is None:
+                if len(tails) >= 4096:
+                    tails.clear()
+                tail = _quoted_line([cell_ for value in values for cell_ in _pair(value)])
+                tails[key] = tail
+            append(text.rstrip("\r\n"))
+            append(",")
+            append(tail)
+            count += 1
+        if count == 0:
+            return "", 0
+        return "".join(parts), count
+
+    def _rewrite(self, body):
+        """An input that already has output fields (e.g. a second | classifyport): rebuild
+        every row, the output fields taking over the input's columns.
 
         The reply has the SDK's layout: each field followed by its __mv_ column,
         input fields first in their order, then the output fields (a field the
@@ -153,6 +254,12 @@ class ChunkClassifier:
         if count == 0:
             return "", 0
         return out.getvalue(), count
+
+
+def _quoted_line(cells):
+    out = io.StringIO()
+    csv.writer(out, SplunkCsv).writerow(cells)
+    return out.getvalue()
 
 
 def _pair(value):
