@@ -95,33 +95,45 @@ class ClassifyPortCommand(StreamingCommand):
         return parts
 
     def prepare(self):
+        """getinfo: check the options and the profile; the lists load with the first data chunk."""
         if self.fieldnames:
             self._fail("classifyport takes no field list (got %s); name fields with image=, port= or dest="
                        % " ".join(self.fieldnames))
         try:
-            settings = Settings(APP_ROOT, profile=self.profile, mode=self.mode, direction=self.direction,
-                                use_allowlist=self.allowlist, ports=self.ports,
-                                image=self.image, port=self.port, dest=self.dest)
+            self._settings = Settings(APP_ROOT, profile=self.profile, mode=self.mode, direction=self.direction,
+                                      use_allowlist=self.allowlist, ports=self.ports,
+                                      image=self.image, port=self.port, dest=self.dest)
         except LookupProblem as problem:
             self._fail("classifyport cannot use its lookup %s" % problem)
         except ValueError as error:
             self._fail("classifyport %s" % error)
-        if settings.expired_rows:
-            self.write_warning("classifyport: %d expired row(s) of classifyport_allowlist.csv were ignored (rows %s)"
-                               % (len(settings.expired_rows), ", ".join(map(str, settings.expired_rows))))
-        self._classifier = Classifier(settings)
+        self._classifier = self._chunks = None
+
+    def _start(self):
+        try:
+            self._classifier = Classifier(self._settings)
+        except LookupProblem as problem:
+            self._fail("classifyport cannot use its lookup %s" % problem)
         self._chunks = ChunkClassifier(self._classifier)
+        expired = self._settings.expired_rows
+        if expired:
+            self.write_warning("classifyport: %d expired row(s) of classifyport_allowlist.csv were ignored (rows %s)"
+                               % (len(expired), ", ".join(map(str, expired))))
 
     def stream(self, records):
         """The SDK's dict-per-record path; _execute_chunk_v2 below is the one the command uses."""
+        if self._classifier is None:
+            self._start()
         yield from self._classifier.process(records)
         self._warn_missing()
 
     def _execute_chunk_v2(self, process, chunk):
         # The SDK still reads and frames every chunk and writes the reply; only the
-        # CSV body is handled here, row by row, without a dict per record (issue #4:
-        # the SDK's per-record loops cost most of the time). Relies on the pinned
-        # splunk-sdk 2.1.1 RecordWriter: its reply body is the text in _buffer.
+        # CSV body is handled here, without a dict per record (the SDK's per-record
+        # loops cost most of its time). Relies on the pinned splunk-sdk 2.1.1
+        # RecordWriter: the reply body is the text in its _buffer.
+        if self._chunks is None:
+            self._start()
         metadata, body = chunk
         text, count = self._chunks.process(body)
         writer = self._record_writer

@@ -200,6 +200,21 @@ def getinfo_errors(result):
     return errors
 
 
+def lookup_errors(result):
+    """A broken lookup stops the search before any record is returned: the lists load with the
+    first data chunk (not at getinfo, to keep the getinfo reply fast), whose reply carries the
+    ERROR; the command then exits non-zero."""
+    assert result.returncode != 0, "the search must fail"
+    assert result.records == [], "no record may pass a command whose lookups are broken"
+    assert len(result.chunks) <= 2, "the command stops at the first data chunk"
+    errors = [text for meta, _ in result.chunks
+              for level, text in meta.get("inspector", {}).get("messages", []) if level == "ERROR"]
+    assert errors, result.chunks
+    for text in errors:
+        assert not TRACEBACK.search(text), text
+    return errors
+
+
 BAD_OPTIONS = [
     pytest.param(["mode=bogus"], ["mode", "bogus", "filter", "annotate"], id="mode"),
     pytest.param(["ports=abc"], ["ports", "abc", "65535"], id="ports-abc"),
@@ -417,10 +432,10 @@ def lookup_runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("breaker", BROKEN, ids=lambda f: f.__name__.strip("_"))
-def test_broken_lookup_fails_at_getinfo_naming_file_row_and_problem(lookup_runs, breaker):
+def test_broken_lookup_fails_the_search_naming_file_row_and_problem(lookup_runs, breaker):
     facts, results = lookup_runs
     filename, row, problem = facts[breaker.__name__]
-    errors = getinfo_errors(outcome(results, breaker.__name__))
+    errors = lookup_errors(outcome(results, breaker.__name__))
     text = "\n".join(errors)
     assert filename in text, errors
     assert re.search(r"\brow %d\b" % row, text), "row %d not named in %r" % (row, errors)
@@ -429,8 +444,8 @@ def test_broken_lookup_fails_at_getinfo_naming_file_row_and_problem(lookup_runs,
 
 
 @pytest.mark.parametrize("name", LOOKUPS)
-def test_empty_lookup_fails_at_getinfo(lookup_runs, name):
-    errors = getinfo_errors(outcome(lookup_runs[1], "empty " + name))
+def test_empty_lookup_fails_the_search(lookup_runs, name):
+    errors = lookup_errors(outcome(lookup_runs[1], "empty " + name))
     assert any(name in e and "empty" in e.lower() for e in errors), errors
 
 
@@ -438,8 +453,8 @@ MISSABLE = ("classifyport_ports.csv", "classifyport_processes.csv")
 
 
 @pytest.mark.parametrize("name", MISSABLE)
-def test_missing_lookup_fails_at_getinfo(lookup_runs, name):
-    errors = getinfo_errors(outcome(lookup_runs[1], "missing " + name))
+def test_missing_lookup_fails_the_search(lookup_runs, name):
+    errors = lookup_errors(outcome(lookup_runs[1], "missing " + name))
     assert any(name in e for e in errors), errors
 
 

@@ -114,7 +114,7 @@ def test_malformed_lookups_name_file_row_problem(tmp_path, filename, text, row, 
     root = _copy_app(tmp_path)
     _write(root, filename, text)
     with pytest.raises(LookupProblem) as caught:
-        classifier.Settings(root, today=datetime.date(2026, 1, 1))
+        classifier.Settings(root, today=datetime.date(2026, 1, 1)).load()
     assert caught.value.filename == filename
     assert caught.value.row == row
     assert problem in str(caught.value)
@@ -125,14 +125,14 @@ def test_missing_lookup_file(tmp_path):
     root = _copy_app(tmp_path)
     os.remove(os.path.join(root, "lookups", lookups.PORTS))
     with pytest.raises(LookupProblem, match="classifyport_ports.csv: cannot be read"):
-        classifier.Settings(root)
+        classifier.Settings(root).load()
 
 
 def test_expired_allowlist_rows_are_ignored(tmp_path):
     root = _copy_app(tmp_path)
     _write(root, lookups.ALLOWLIST, "process,dest_cidr,port,host,user,reason,expires\n"
                                     "cmd.exe,,,,,old,2025-12-31\npowershell.exe,,,,,current,2026-01-01\n")
-    settings = classifier.Settings(root, today=datetime.date(2026, 1, 1))
+    settings = classifier.Settings(root, today=datetime.date(2026, 1, 1)).load()
     assert settings.expired_rows == [2]
     assert [rule.reason for rule in settings.allowlist.rules] == ["current"]
 
@@ -306,6 +306,6 @@ def test_malformed_technique_and_risk_lookups(tmp_path, filename, text, row, pro
     root = _copy_app(tmp_path)
     _write(root, filename, text)
     with pytest.raises(LookupProblem) as caught:
-        classifier.Settings(root)
+        classifier.Settings(root).load()
     assert (caught.value.filename, caught.value.row) == (filename, row)
     assert problem in str(caught.value)

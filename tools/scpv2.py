@@ -351,11 +351,24 @@ def check_conversation(stdin, result):
         if len(replies) != 1:
             raise ProtocolError("%d chunks after a getinfo ERROR" % (len(replies) - 1))
         return requests
-    if len(replies) != len(requests):
+    # A command that fails on a data chunk answers it with an ERROR marked finished and exits
+    # non-zero: that reply must be the last one.
+    stopped = None
+    for number, (reply, _) in enumerate(replies[1:], start=1):
+        if any(level in ("ERROR", "FATAL") for level, _ in _inspector_messages(reply)):
+            stopped = number
+            break
+    if stopped is not None:
+        if len(replies) != stopped + 1 or result.returncode == 0 or replies[stopped][0].get("finished") is not True:
+            raise ProtocolError("execute reply %d reports an ERROR but the command went on (exit %s, %d replies)"
+                                % (stopped, result.returncode, len(replies)))
+    elif len(replies) != len(requests):
         raise ProtocolError("%d requests got %d replies" % (len(requests), len(replies)))
     for number, ((request, _), (reply, body)) in enumerate(zip(requests[1:], replies[1:]), start=1):
         if set(reply) - {"finished", "inspector"}:
             raise ProtocolError("execute reply %d has unexpected metadata %r" % (number, reply))
+        if number == stopped:
+            continue
         if reply.get("finished", False) != request.get("finished", False):
             raise ProtocolError("execute reply %d says finished=%r to a request with finished=%r"
                                 % (number, reply.get("finished"), request.get("finished")))

@@ -62,15 +62,27 @@ class Settings:
         self.host_fields, self.user_fields = fields("host"), fields("user")
         self.original_fields = fields("original_file_name")
         self.direction_fields, self.inbound_values = roles.get("direction", ((), frozenset()))
-        self.processes = lookups.load_processes(app_root)
-        self.ports = PortSet(parse_port_spec(ports)) if ports else lookups.load_ports(app_root)
-        self.internal = lookups.load_internal_networks(app_root)
-        self.techniques = lookups.load_techniques(app_root)
-        self.risk = lookups.load_risk(app_root)
-        self.allowlist, self.expired_rows = Allowlist(()), []
-        if use_allowlist:
-            rules, self.expired_rows = lookups.load_allowlist(app_root, today or datetime.datetime.now(datetime.timezone.utc).date())
-            self.allowlist = Allowlist(rules)
+        self.port_spec = PortSet(parse_port_spec(ports)) if ports else None
+        self.app_root, self.use_allowlist, self.today = app_root, use_allowlist, today
+        self.loaded = False
+
+    def load(self):
+        """Load the lists. Kept out of __init__ so the getinfo reply (options and profile
+        checked) does not wait for them; the command calls it on the first data chunk."""
+        if not self.loaded:
+            app_root = self.app_root
+            self.processes = lookups.load_processes(app_root)
+            self.ports = self.port_spec or lookups.load_ports(app_root)
+            self.internal = lookups.load_internal_networks(app_root)
+            self.techniques = lookups.load_techniques(app_root)
+            self.risk = lookups.load_risk(app_root)
+            self.allowlist, self.expired_rows = Allowlist(()), []
+            if self.use_allowlist:
+                today = self.today or datetime.datetime.now(datetime.timezone.utc).date()
+                rules, self.expired_rows = lookups.load_allowlist(app_root, today)
+                self.allowlist = Allowlist(rules)
+            self.loaded = True
+        return self
 
 
 class Classifier:
@@ -81,7 +93,7 @@ class Classifier:
     """
 
     def __init__(self, settings):
-        self.settings = settings
+        self.settings = settings.load()
         self.missing = {}
         self._images, self._dests, self._ports, self._techniques = {}, {}, {}, {}
 
