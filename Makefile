@@ -11,7 +11,7 @@ VENDORED := bin/splunklib/__init__.py
 VERSION := $(shell cat VERSION)
 PACKAGE := dist/classifyport-$(VERSION).tar.gz
 
-.PHONY: all venv vendor test demo package inspect icons sysmon-config sigma validate bench fuzz clean
+.PHONY: all venv vendor test demo package inspect icons sysmon-config sigma validate replay bench fuzz clean
 
 all: test
 
@@ -58,6 +58,11 @@ inspect: package
 # and reports, per test and data set, what fired, what did not and why.
 validate: package
 	$(VPY) tools/validate.py --package $(PACKAGE)
+
+# Replays exported Sysmon logs through the packaged command:
+#   make replay FILES="a.evtx b.csv" ARGS="mode=annotate"
+replay: package
+	$(VPY) tools/replay.py --package $(PACKAGE) -- $(ARGS) $(FILES)
 
 # End-to-end benchmark over SCP v2 (1,000,000 events); writes BENCHMARKS.md.
 bench: package
