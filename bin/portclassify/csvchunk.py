@@ -48,7 +48,12 @@ class ChunkClassifier:
         """Return (reply CSV text, number of records written) for one chunk body."""
         if not body:
             return "", 0
-        header = next(csv.reader(io.StringIO(body, newline=""), SplunkCsv), None)
+        # Read the header from its own line, not through a copy of the whole body.
+        end = body.find("\n")
+        first = body if end < 0 else body[:end + 1]
+        if first.count('"') % 2:
+            first = body  # a quoted newline inside the header: parse it in full
+        header = next(csv.reader(io.StringIO(first, newline=""), SplunkCsv), None)
         if not header:
             return "", 0
         names = {name[5:] if name.startswith("__mv_") else name for name in header}
