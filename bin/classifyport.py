@@ -3,7 +3,9 @@
 talking on commonly used ports. Splunk runs this file over Search Command Protocol v2;
 the logic lives in the portclassify package beside it.
 """
+import json
 import os
+import re
 import sys
 
 # splunklib and portclassify sit in bin/ because bin/ reaches the indexers in
@@ -13,6 +15,7 @@ if BIN_DIR not in sys.path:
     sys.path.insert(0, BIN_DIR)
 
 from splunklib.searchcommands import Configuration, Option, StreamingCommand, dispatch, validators  # noqa: E402
+from splunklib.searchcommands.internals import MetadataDecoder  # noqa: E402
 
 from portclassify.classifier import DIRECTIONS, MODES, Classifier, Settings  # noqa: E402
 from portclassify.csvchunk import ChunkClassifier  # noqa: E402
@@ -107,6 +110,10 @@ class ClassifyPortCommand(StreamingCommand):
             self._fail("classifyport cannot use its lookup %s" % problem)
         except ValueError as error:
             self._fail("classifyport %s" % error)
+        except Exception as error:  # noqa: BLE001 - else the SDK sends the getinfo reply without the error
+            message = "classifyport could not start: %s: %s" % (type(error).__name__, error)
+            self.logger.error(message, exc_info=True)   # the traceback goes to search.log only
+            self._fail(message)
         self._classifier = self._chunks = None
 
     def _start(self):
@@ -150,6 +157,183 @@ class ClassifyPortCommand(StreamingCommand):
     def _fail(self, message):
         self.write_error(message)
         sys.exit(1)
+
+    # ------------------------------------------------------------------ protocol faults
+    #
+    # splunklib 2.1.1 reads chunks leniently: a body shorter than its header says is
+    # processed as if whole, invalid UTF-8 is replaced with U+FFFD (the data silently
+    # altered), an error after the getinfo reply is never sent to splunkd (its finish()
+    # sees the previous reply as flushed), the message it does send names the SDK's file
+    # and line, and a closed stdout ends in a traceback. The overrides below (_read_chunk,
+    # _report_unexpected_error, process) make each fault one clear ERROR reply: nothing the
+    # user sent is altered and no partial chunk is answered as if it were whole.
+    # tests/test_protocol_faults.py holds every case; README "Reliability" the table.
+
+    class ProtocolFault(Exception):
+        """Input from splunkd that breaks SCP v2; the message says what was wrong and where."""
+
+    # The SDK's header pattern (SearchCommand._header), on bytes so \d and \s are ASCII only.
+    _HEADER = re.compile(rb"chunked\s+1.0\s*,\s*(\d+)\s*,\s*(\d+)\s*\n")
+    _HEADER_LIMIT = 4096        # a header longer than this without a line end is not a header
+    _READ_PIECE = 1 << 24       # declared lengths are read in pieces: a header's absurd length costs nothing
+    # searchinfo keys splunklib 2.1.1 reads without a default (its _process_protocol_v2 and
+    # _map_input_header); session_key, splunkd_uri, command, maxresultrows and the rest are optional.
+    _GETINFO_STRINGS = ("dispatch_dir", "search", "sid", "splunk_version")
+    _GETINFO_NUMBERS = ("earliest_time", "latest_time")
+    _chunks_read = 0            # chunks read from splunkd so far (the getinfo chunk is chunk 1)
+    _bytes_read = 0             # bytes of splunkd's input consumed so far
+
+    def process(self, argv=sys.argv, ifile=sys.stdin, ofile=sys.stdout, allow_empty_input=True):
+        """The SDK's process(), ending quietly when splunkd closes its end of stdout (search
+        cancelled or done): one line to search.log instead of a traceback, exit status 1."""
+        try:
+            super().process(argv, ifile, ofile, allow_empty_input)
+        except BrokenPipeError:
+            self.logger.error("classifyport: splunkd closed the pipe it reads replies from; stopping")
+            sys.stderr.flush()
+            # Not sys.exit: the interpreter's exit would flush the unread reply into the closed pipe
+            # again and print that error too. Nothing else is left to do.
+            os._exit(1)
+
+    def _read_chunk(self, istream):
+        """Read one chunk as the SDK's _read_chunk does, strictly: (metadata, body text), or None
+        at a clean end of input between chunks. Raises ProtocolFault, naming the chunk, when the
+        input ends inside a chunk, the header or metadata is malformed, the action is not the one
+        the protocol expects here, or the body is not valid UTF-8 (decoded strictly: the SDK's
+        errors="replace" would alter the user's data)."""
+        fault = self.ProtocolFault
+        number = self._chunks_read + 1
+        start = self._bytes_read
+        header = istream.readline(self._HEADER_LIMIT)
+        self._bytes_read += len(header)
+        if not header:
+            if number == 1:
+                raise fault("classifyport: splunkd's input ended before its getinfo chunk")
+            return None
+        self._chunks_read = number
+        if not header.endswith(b"\n"):
+            if len(header) < self._HEADER_LIMIT:
+                raise fault("classifyport: splunkd's input ended inside the header of chunk %d (after %d bytes: %s)"
+                            % (number, len(header), self._show(header)))
+            raise fault("classifyport: splunkd's chunk %d (input byte %d) has no line end in its first %d bytes, "
+                        "so no chunk header" % (number, start, self._HEADER_LIMIT))
+        match = self._HEADER.match(header)
+        if match is None:
+            raise fault("classifyport: splunkd's chunk %d (input byte %d) has a malformed header %s; expected "
+                        "'chunked 1.0,<metadata bytes>,<body bytes>'" % (number, start, self._show(header)))
+        meta_length, body_length = int(match.group(1)), int(match.group(2))
+
+        meta = self._read_exactly(istream, meta_length)
+        if len(meta) < meta_length:
+            raise fault("classifyport: splunkd's chunk %d ended after %d of %d metadata bytes"
+                        % (number, len(meta), meta_length))
+        try:
+            meta_text = meta.decode("utf-8")
+            plain = json.loads(meta_text)
+        except UnicodeDecodeError as error:
+            raise fault("classifyport: the metadata of splunkd's chunk %d is not valid UTF-8 at byte %d"
+                        % (number, error.start))
+        except ValueError as error:
+            raise fault("classifyport: the metadata of splunkd's chunk %d is not JSON (%s at character %d)"
+                        % (number, getattr(error, "msg", error), getattr(error, "pos", 0)))
+        if not isinstance(plain, dict):
+            raise fault("classifyport: the metadata of splunkd's chunk %d is not a JSON object" % number)
+        action = plain.get("action")
+        if number == 1:
+            if action != "getinfo":
+                raise fault("classifyport: splunkd's first chunk must be getinfo, not action %s" % self._show(action))
+            self._check_getinfo(plain)
+            if body_length:
+                raise fault("classifyport: splunkd's getinfo chunk declares %d body bytes; it must have none"
+                            % body_length)
+        elif action != "execute":
+            if action == "getinfo":
+                raise fault("classifyport: splunkd's chunk %d is a second getinfo; getinfo comes once, first"
+                            % number)
+            raise fault("classifyport: splunkd's chunk %d has action %s; expected execute"
+                        % (number, self._show(action)))
+
+        body_start = self._bytes_read
+        body = self._read_exactly(istream, body_length)
+        if len(body) < body_length:
+            raise fault("classifyport: splunkd's chunk %d ended after %d of %d body bytes"
+                        % (number, len(body), body_length))
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise fault("classifyport: splunkd's chunk %d is not valid UTF-8 at byte %d of its body (byte %d of the "
+                        "input: %s); classifyport stops rather than alter the data"
+                        % (number, error.start, body_start + error.start,
+                           " ".join("0x%02x" % b for b in body[error.start:error.end])))
+        return MetadataDecoder().decode(meta_text), text
+
+    def _read_exactly(self, istream, length):
+        """Up to `length` bytes (fewer only at the end of input), read in bounded pieces."""
+        data = istream.read(min(length, self._READ_PIECE)) if length else b""
+        if len(data) < length and data:
+            data = bytearray(data)
+            while len(data) < length:
+                piece = istream.read(min(length - len(data), self._READ_PIECE))
+                if not piece:
+                    break
+                data += piece
+        self._bytes_read += len(data)
+        return data
+
+    def _check_getinfo(self, metadata):
+        """The getinfo keys splunklib needs, present and of the right type (it would fail on them
+        with an AttributeError, or silently ignore args that are not a list)."""
+        fault = self.ProtocolFault
+        info = metadata.get("searchinfo")
+        if not isinstance(info, dict):
+            raise fault("classifyport: splunkd's getinfo has no searchinfo object")
+        if "preview" not in metadata:
+            raise fault("classifyport: splunkd's getinfo has no preview flag")
+        args = info.get("args")
+        if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+            raise fault("classifyport: splunkd's getinfo searchinfo.args is not a list of strings: %s"
+                        % self._show(args))
+        for key in self._GETINFO_STRINGS:
+            if not isinstance(info.get(key), str):
+                raise fault("classifyport: splunkd's getinfo searchinfo.%s is missing or not a string" % key)
+        for key in self._GETINFO_NUMBERS:
+            try:
+                float(info[key])
+            except (KeyError, TypeError, ValueError):
+                raise fault("classifyport: splunkd's getinfo searchinfo.%s is missing or not a number: %s"
+                            % (key, self._show(info.get(key))))
+
+    @staticmethod
+    def _show(value, limit=60):
+        """A short, printable rendering of a bad header, action or key value for an error message."""
+        text = repr(value[:limit] if isinstance(value, (bytes, str)) else value)
+        return text if len(text) <= limit + 10 else text[:limit + 10] + "..."
+
+    def _report_unexpected_error(self):
+        """Called by the SDK in its except: blocks. Sends splunkd one clear ERROR (no traceback,
+        no file or line) in the reply it is waiting for: the getinfo reply when the command has
+        not answered getinfo yet, else the reply to the chunk that failed, marked finished and
+        carrying no records (the SDK's finish() writes it)."""
+        error_type, error, _ = sys.exc_info()
+        if isinstance(error, BrokenPipeError):
+            raise error                                 # splunkd is gone: nobody to answer (see process)
+        if isinstance(error, self.ProtocolFault):
+            message = str(error)
+            self.logger.error(message)
+        else:
+            message = "classifyport stopped on an unexpected %s: %s" % (error_type.__name__, error)
+            self.logger.error(message, exc_info=True)   # the traceback goes to search.log only
+        self.write_error(message)
+        writer = self._record_writer
+        if self._chunks_read < 2 and not writer.is_flushed:
+            # Reading or checking getinfo failed: this is the getinfo reply (type and the ERROR).
+            writer.write_metadata(self._configuration)
+        else:
+            # Relies on the pinned splunk-sdk 2.1.1 RecordWriter (as _execute_chunk_v2 does).
+            writer._buffer.seek(0)
+            writer._buffer.truncate()
+            writer._pending_record_count = 0
+            writer.is_flushed = False
 
 
 def _explain(item, error):

@@ -107,8 +107,10 @@ class ChunkClassifier:
             # A multivalue field classifies by its first value; the reply keeps them all.
             for at, mv_at, field in cols:
                 if row[mv_at]:
-                    return decode_mv(row[mv_at])[0], field
-                if row[at]:
+                    value = decode_mv(row[mv_at])[0]
+                    if value:
+                        return value, field
+                elif row[at]:
                     return row[at], field
             return "", ""
 
@@ -221,6 +223,8 @@ class ChunkClassifier:
                 if value:
                     if row[mv_at]:
                         value = decode_mv(row[mv_at])[0]
+                        if not value:
+                            continue
                     return value, field
             return "", ""
 

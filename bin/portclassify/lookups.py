@@ -9,7 +9,7 @@ import ipaddress
 import os
 import re
 
-from .allowlist import AllowRule
+from .allowlist import AllowRule, PatternProblem
 from .csvfile import LookupProblem, read_rows
 from .networks import NetworkSet
 from .ports import PortSet, parse_port_spec
@@ -30,6 +30,9 @@ TECHNIQUE_MATCHES = ("label", "process", "port", "deprecated_alias")
 DESTINATIONS = ("external", "internal")
 _TECHNIQUE_ID = re.compile(r"T[0-9]{4}(\.[0-9]{3})?\Z")
 REQUIRED_ROLES = ("image", "port")
+# Not in a process name: characters Windows forbids in file names (a glob's * and ? among them:
+# the processes lookup takes exact names) and control characters.
+_NOT_IN_NAME = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
 
 
 def lookups_dir(app_root):
@@ -49,6 +52,14 @@ def load_processes(app_root):
             raise LookupProblem(PROCESSES, number, "empty process name")
         if "\\" in name or "/" in name:
             raise LookupProblem(PROCESSES, number, "process %r must be a file name, not a path" % row["process"])
+        if len(name) > 255:
+            raise LookupProblem(PROCESSES, number, "process %r... is %d characters long: a file name has at "
+                                                   "most 255" % (row["process"][:40], len(name)))
+        bad = _NOT_IN_NAME.search(name)
+        if bad:
+            raise LookupProblem(PROCESSES, number, "process %r is not a file name: it holds %r (the lookup takes "
+                                                   "exact names: no * or ? pattern, none of < > : \" |, no control "
+                                                   "character)" % (row["process"], bad.group()))
         category = row["category"]
         matches = [index for index, known in enumerate(CATEGORIES) if known.lower() == category.lower()]
         if not matches:
@@ -61,7 +72,7 @@ def load_processes(app_root):
         names[name] = matches[0]
         first_row[name] = number
     if not names:
-        raise LookupProblem(PROCESSES, None, "lists no process")
+        raise LookupProblem(PROCESSES, None, "lists no process (it has a header and no row)")
     return names
 
 
@@ -137,16 +148,25 @@ def load_allowlist(app_root, today):
     """Return (active rules, numbers of expired rows)."""
     rules, expired = [], []
     required = ("process", "dest_cidr", "port", "host", "user", "reason", "expires")
+    # A long list repeats its CIDRs and ports: parse each text once.
+    networks, port_specs = {}, {}
     for number, row in _rows(app_root, ALLOWLIST, required):
-        if not any(row[name] for name in ("process", "dest_cidr", "port", "host", "user")):
+        if not (row["process"] or row["dest_cidr"] or row["port"] or row["host"] or row["user"]):
             raise LookupProblem(ALLOWLIST, number, "row matches every event: fill in at least one of process, dest_cidr, port, host, user")
-        network = _network(ALLOWLIST, number, row["dest_cidr"]) if row["dest_cidr"] else None
+        network = None
+        if row["dest_cidr"]:
+            network = networks.get(row["dest_cidr"])
+            if network is None:
+                network = networks[row["dest_cidr"]] = _network(ALLOWLIST, number, row["dest_cidr"])
         ports = None
         if row["port"]:
-            try:
-                ports = PortSet(parse_port_spec(row["port"]))
-            except ValueError as error:
-                raise LookupProblem(ALLOWLIST, number, "bad port: %s" % error)
+            ports = port_specs.get(row["port"])
+            if ports is None:
+                try:
+                    # Ranges, not a PortSet: that would take 64 KB per row.
+                    ports = port_specs[row["port"]] = tuple(parse_port_spec(row["port"]))
+                except ValueError as error:
+                    raise LookupProblem(ALLOWLIST, number, "bad port: %s" % error)
         if row["expires"]:
             until = _parse_date(row["expires"])
             if until is None:
@@ -154,7 +174,10 @@ def load_allowlist(app_root, today):
             if until < today:
                 expired.append(number)
                 continue
-        rules.append(AllowRule(number, row["process"], network, ports, row["host"], row["user"], row["reason"]))
+        try:
+            rules.append(AllowRule(number, row["process"], network, ports, row["host"], row["user"], row["reason"]))
+        except PatternProblem as error:
+            raise LookupProblem(ALLOWLIST, number, str(error))
     return rules, expired
 
 
