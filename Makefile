@@ -68,6 +68,10 @@ replay: package
 bench: package
 	$(VPY) tools/bench.py --package $(PACKAGE) --write BENCHMARKS.md
 
+# A long fuzzing run through the real protocol (random examples; `make test` runs a fixed bounded set).
+fuzz: vendor
+	CLASSIFYPORT_FUZZ=long $(VPY) -m pytest -q tests/test_fuzz_protocol.py tests/fuzz_regressions.py
+
 # A Sysmon NetworkConnect include rule group generated from the process lookup.
 sysmon-config:
 	$(PYTHON) tools/sysmon_config.py --output build/sysmon-classifyport.xml
