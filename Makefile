@@ -68,9 +68,10 @@ replay: package
 bench: package
 	$(VPY) tools/bench.py --package $(PACKAGE) --write BENCHMARKS.md
 
-# A long fuzzing run through the real protocol (random examples; `make test` runs a fixed bounded set).
+# A long fuzzing run through the real protocol: random examples (CLASSIFYPORT_FUZZ_EXAMPLES, default
+# 1000) and every protocol fault under all three interpreters; `make test` runs a fixed bounded set.
 fuzz: vendor
-	CLASSIFYPORT_FUZZ=long $(VPY) -m pytest -q tests/test_fuzz_protocol.py tests/fuzz_regressions.py
+	CLASSIFYPORT_FUZZ=long $(VPY) -m pytest -q --hypothesis-show-statistics tests/test_fuzz_protocol.py tests/test_protocol_faults.py
 
 # A Sysmon NetworkConnect include rule group generated from the process lookup.
 sysmon-config:
