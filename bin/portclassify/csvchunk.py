@@ -61,6 +61,50 @@ class ChunkClassifier:
             return self._append(body)
         return self._rewrite(body)
 
+    def _row_classifier(self, plain, multi, empty):
+        """A function from a row (list of cells, cell `empty` always "") to the classifier's
+        output values, or None to drop the row. `plain` and `multi` map field names to the
+        positions of their plain and __mv_ cells."""
+        classifier = self.classifier
+        settings = classifier.settings
+        decide, note_missing = classifier.decide, classifier.note_missing
+
+        def columns(fields):
+            # A field may come as a plain column, a __mv_ column, or both.
+            return tuple((plain.get(field, empty), multi.get(field, empty), field)
+                         for field in fields if field in plain or field in multi)
+
+        image_cols, port_cols = columns(settings.image_fields), columns(settings.port_fields)
+        dest_cols, original_cols = columns(settings.dest_fields), columns(settings.original_fields)
+        role_cols = {"direction": columns(settings.direction_fields),
+                     "host": columns(settings.host_fields), "user": columns(settings.user_fields)}
+        image_fields, port_fields = settings.image_fields, settings.port_fields
+
+        def cell(row, cols):
+            # A multivalue field classifies by its first value; the reply keeps them all.
+            for at, mv_at, field in cols:
+                if row[mv_at]:
+                    value = decode_mv(row[mv_at])[0]
+                    if value:
+                        return value, field
+                elif row[at]:
+                    return row[at], field
+            return "", ""
+
+        def classify(row):
+            image, image_field = cell(row, image_cols)
+            if not image:
+                note_missing(image_fields)
+            original, original_field = cell(row, original_cols) if original_cols else ("", "")
+            port_text = cell(row, port_cols)[0]
+            if not port_text:
+                note_missing(port_fields)
+            dest = cell(row, dest_cols)[0] if dest_cols else ""
+            return decide(image, image_field, original, original_field, port_text, dest,
+                          lambda role: cell(row, role_cols[role])[0])
+
+        return classify
+
     def _append(self, body):
         """The usual case: each input record's text goes back exactly as splunkd sent it,
         followed by the output columns; only the cells the classifier reads are parsed out."""
@@ -76,8 +120,6 @@ class ChunkClassifier:
         header = next(reader)
         taken.clear()
         width = len(header)
-        classifier = self.classifier
-        settings = classifier.settings
         plain, multi = {}, {}
         for position, name in enumerate(header):
             if name.startswith("__mv_"):
@@ -85,34 +127,13 @@ class ChunkClassifier:
             else:
                 plain.setdefault(name, position)
 
-        def columns(fields):
-            # A field may come as a plain column, a __mv_ column, or both; `width` is an empty cell.
-            return tuple((plain.get(field, width), multi.get(field, width), field)
-                         for field in fields if field in plain or field in multi)
-
-        image_cols, port_cols = columns(settings.image_fields), columns(settings.port_fields)
-        dest_cols, original_cols = columns(settings.dest_fields), columns(settings.original_fields)
-        role_cols = {"direction": columns(settings.direction_fields),
-                     "host": columns(settings.host_fields), "user": columns(settings.user_fields)}
-        image_fields, port_fields = settings.image_fields, settings.port_fields
-        decide, note_missing = classifier.decide, classifier.note_missing
+        classify = self._row_classifier(plain, multi, width)
 
         out_header = _quoted_line(header + [cell for name in OUTPUT_FIELDS for cell in (name, "__mv_" + name)])
         parts = [out_header]
         append = parts.append
         tails = {}
         count = 0
-
-        def cell(row, cols):
-            # A multivalue field classifies by its first value; the reply keeps them all.
-            for at, mv_at, field in cols:
-                if row[mv_at]:
-                    value = decode_mv(row[mv_at])[0]
-                    if value:
-                        return value, field
-                elif row[at]:
-                    return row[at], field
-            return "", ""
 
         for row in reader:
             text = "".join(taken)
@@ -121,16 +142,7 @@ class ChunkClassifier:
             if ragged:
                 row = (row + [""] * width)[:width]
             row.append("")
-            image, image_field = cell(row, image_cols)
-            if not image:
-                note_missing(image_fields)
-            original, original_field = cell(row, original_cols) if original_cols else ("", "")
-            port_text = cell(row, port_cols)[0]
-            if not port_text:
-                note_missing(port_fields)
-            dest = cell(row, dest_cols)[0] if dest_cols else ""
-            values = decide(image, image_field, original, original_field, port_text, dest,
-                            lambda role: cell(row, role_cols[role])[0])
+            values = classify(row)
             if values is None:
                 continue
             if ragged:
@@ -167,8 +179,6 @@ class ChunkClassifier:
         if not header:
             return "", 0
         width = len(header)
-        classifier = self.classifier
-        settings = classifier.settings
 
         # Where each field's plain and __mv_ cells are; a field with only a __mv_
         # column gets a spare slot after the row. Slot `width` is always "".
@@ -187,13 +197,7 @@ class ChunkClassifier:
         multi_pairs = tuple((plain[base], multi[base]) for base in bases if base in multi)
         multi_cells = tuple(position for _, position in multi_pairs)
 
-        def columns(fields):
-            return tuple((plain[field], multi.get(field, empty), field) for field in fields if field in plain)
-
-        image_cols, port_cols = columns(settings.image_fields), columns(settings.port_fields)
-        dest_cols, original_cols = columns(settings.dest_fields), columns(settings.original_fields)
-        role_cols = {"direction": columns(settings.direction_fields),
-                     "host": columns(settings.host_fields), "user": columns(settings.user_fields)}
+        classify = self._row_classifier(plain, multi, empty)
 
         # Reply columns: input fields (an output field already present is taken over), then new output fields.
         taken = {name: index for index, name in enumerate(OUTPUT_FIELDS) if name in plain}
@@ -212,21 +216,7 @@ class ChunkClassifier:
         writer = csv.writer(out, SplunkCsv)
         writer.writerow(out_header)
         writerow = writer.writerow
-        decide, note_missing = classifier.decide, classifier.note_missing
-        image_fields, port_fields = settings.image_fields, settings.port_fields
         count = 0
-
-        def cell(row, cols):
-            # A multivalue field classifies by its first value; the reply keeps them all.
-            for at, mv_at, field in cols:
-                value = row[at]
-                if value:
-                    if row[mv_at]:
-                        value = decode_mv(row[mv_at])[0]
-                        if not value:
-                            continue
-                    return value, field
-            return "", ""
 
         for row in reader:
             if len(row) != width:
@@ -241,16 +231,7 @@ class ChunkClassifier:
                             row[at], row[mv_at] = values[0], ""
                         else:
                             row[at], row[mv_at] = "\n".join(values), encode_mv(values)
-            image, image_field = cell(row, image_cols)
-            if not image:
-                note_missing(image_fields)
-            original, original_field = cell(row, original_cols) if original_cols else ("", "")
-            port_text = cell(row, port_cols)[0]
-            if not port_text:
-                note_missing(port_fields)
-            dest = cell(row, dest_cols)[0] if dest_cols else ""
-            values = decide(image, image_field, original, original_field, port_text, dest,
-                            lambda role: cell(row, role_cols[role])[0])
+            values = classify(row)
             if values is None:
                 continue
             reply = list(pick(row)) if len(order) > 1 else [pick(row)]
