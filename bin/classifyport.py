@@ -8,6 +8,10 @@ import os
 import re
 import sys
 
+# Write no bytecode: bin/__pycache__ would be a file written into the app at search time, and on a
+# search head it lands in the knowledge bundle, changing it (a new bundle push to every indexer).
+sys.dont_write_bytecode = True
+
 # splunklib and portclassify sit in bin/ because bin/ reaches the indexers in
 # the knowledge bundle and lib/ does not (splunk-sdk-python issue #418).
 BIN_DIR = os.path.dirname(os.path.abspath(__file__))

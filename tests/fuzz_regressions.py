@@ -12,17 +12,8 @@ bug is fixed, delete its id from OPEN_BUGS: the regression test then must pass a
 generators produce the shape again.
 """
 
-# id -> what is wrong and where it needs fixing. Both are in bin/portclassify/csvchunk.py.
-OPEN_BUGS = {
-    "nul-in-a-value-python-3.9": (
-        "Python 3.9's csv reader raises 'line contains NUL' on a NUL character anywhere in a chunk (3.11+ "
-        "read it), so under Splunk's python3.9 one event with a NUL in any field fails the whole search "
-        "(csvchunk.ChunkClassifier reads every chunk with csv.reader; the SDK's own record path does too)."),
-    "records-without-fields": (
-        "A chunk whose records have no field at all (an empty header line, then empty lines) loses every "
-        "record in annotate mode: ChunkClassifier.process returns ('', 0) when the header is empty, while "
-        "the SDK's record path returns each record with the output fields."),
-}
+# id -> what is wrong and where it needs fixing.
+OPEN_BUGS = {}
 
 
 def _serial(n):

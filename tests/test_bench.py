@@ -386,6 +386,41 @@ def test_goals_are_marked_met_or_not_from_the_measured_numbers(tmp_path):
     assert "1.60x (1,000 vs 625 records/CPU-s)" in goals
 
 
+def test_issue5_goals_are_marked_met_or_not_from_the_measured_numbers(tmp_path):
+    options = bench.parse_args(["--events", "1000", "--chunk", "500", "--longrun-events", "10000",
+                                "--suites", "allowlist,longrun"])
+    results, metas = {}, {}
+    # allowlist: filter keeps 85% (met), annotate 75% (not met)
+    for shape in ("full", "selected"):
+        stream = bench.Stream(1000, 500, shape)
+        for key, seconds in (("classifyport-filter", 1.0), ("classifyport-filter-allow10k", 1.0 / 0.85),
+                             ("classifyport-annotate", 1.0), ("classifyport-annotate-allow10k", 1.0 / 0.75)):
+            scenario, result = _fake_result(key, stream, seconds, 100, 1000)
+            result.scenario = scenario
+            results[scenario] = result
+            metas[stream] = result.meta
+    # long run: filter +5% (met), annotate +12% (not met)
+    small, large = bench.longrun_streams(options)
+    assert (small.events, large.events, large.images, large.dests) == (100, 10000, 100000, 1000000)
+    for key, growth in (("classifyport-filter", 1.05), ("classifyport-annotate", 1.12)):
+        for stream, rss in ((small, 100), (large, 100 * growth)):
+            scenario, result = _fake_result(key, stream, 1.0, rss, stream.events)
+            result.meta.update(distinct_images=77, distinct_dests=888)
+            results[scenario] = result
+    info = {"cpu": "test", "cores": 2, "ram": "1 GiB", "os": "x", "python": "CPython 3", "python_path": "python",
+            "sdk": "2.1.1", "commit": "abc", "under_test": "here"}
+    text, _ = bench.write_report(str(tmp_path / "r.md"), options, info, results, metas, 1.0, ["--x"])
+    goals = text.split("## Goals (issue #5)")[1].split("\n## ")[0]
+    rows = [line for line in goals.splitlines() if line.startswith("| classifyport")]
+    status = [(row.split("|")[1].strip(), row.split("|")[3].strip()) for row in rows]
+    allow = [value for name, value in status if "allowlist" in name]
+    assert allow == ["met", "met", "**not met**", "**not met**"]
+    rss = {name.split(":")[0]: value for name, value in status if "peak RSS" in name}
+    assert rss == {"classifyport mode=filter": "met", "classifyport mode=annotate": "**not met**"}
+    assert "85% (1,000 vs 1,176 records/CPU-s)" not in goals and "85% (850 vs 1,000 records/CPU-s)" in goals
+    assert "77 distinct images, 888 distinct destinations" in goals
+
+
 def test_extract_package_refuses_unsafe_entries(tmp_path):
     import tarfile
     bad = tmp_path / "bad.tar.gz"
@@ -419,7 +454,8 @@ def test_quick_run_writes_a_report_with_every_scenario(quick_report):
     for heading in ("## Machine and run", "## How it is measured", "## Goals (issue #4)",
                     "## Throughput: 10,000 events, 2,000 per chunk", "### Full events", "### Selected fields",
                     "### Ratios", "## Peak RSS by records per chunk", "## Scaling with the number of events",
-                    "## Start-up", "## Streams and checks"):
+                    "## Start-up", "## Streams and checks", "## Goals (issue #5)", "## A 10,000-row allowlist",
+                    "## Long run and memory"):
         assert heading in text, heading
     assert "Quick run" in text
     assert "| splunk-sdk (vendored) | 2.1.1 |" in text
@@ -441,7 +477,15 @@ def test_quick_run_writes_a_report_with_every_scenario(quick_report):
     assert os.path.isfile(str(tmp / "work" / "app" / "classifyport" / "bin" / "classifyport.py"))
     with open(str(tmp / "work" / "results.json"), encoding="utf-8") as handle:
         saved = json.load(handle)
-    assert {item["command"] for item in saved["scenarios"]} == set(bench.COMMAND)
+    interpreters = {"classifyport-filter-py" + version for version in bench.SPLUNK_PYTHONS}
+    assert {item["command"] for item in saved["scenarios"]} == set(bench.COMMAND) | interpreters
+    startup = text.split("## Start-up")[1].split("\n#")[0]
+    for version in bench.SPLUNK_PYTHONS:
+        assert "| classifyport mode=filter, Python %s | 11 |" % version in startup
+    goals = text.split("## Goals (issue #5)")[1].split("\n## ")[0]
+    assert goals.count("10,000-row allowlist") == 4 and goals.count("peak RSS at 20,000 events") == 2
+    longrun = text.split("## Long run and memory")[1].split("\n#")[0]
+    assert "| classifyport mode=annotate | 20,000 |" in longrun and "| classifyport mode=filter | 200 |" in longrun
     assert all(run["cpu"] > 0 and run["maxrss_kb"] > 0 for item in saved["scenarios"] for run in item["runs"])
 
 

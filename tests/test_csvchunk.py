@@ -129,3 +129,86 @@ def test_ragged_rows_keep_every_field():
     records = scpv2.decode_records(text)
     assert count == 2
     assert [(r["extra"], r["SuspicionLabel"]) for r in records] == [("", "ScriptInterpreter"), ("1", "ScriptInterpreter")]
+
+
+# ---------------------------------------------------------------- the matched path vs the parsed path
+#
+# ChunkClassifier reads a well-formed chunk with regular expressions (_append_matched) and
+# anything else with the csv module (_append). The two must write the same bytes; a body the
+# expressions cannot read exactly must go to the csv module, never half-way.
+
+def _quote(cell, always):
+    if always or any(c in cell for c in '",\r\n'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def splunkd_body(records, quote_all, line_end):
+    """encode_records' layout, with splunkd's other habits: every string cell quoted, CRLF or LF."""
+    names = []
+    for record in records:
+        names.extend(name for name in record if name not in names)
+    rows = [[_quote(name, quote_all) for name in names + ["__mv_" + name for name in names]]]
+    for record in records:
+        plain, multi = [], []
+        for name in names:
+            value = record.get(name, "")
+            if isinstance(value, list):
+                plain.append("\n".join(value))
+                multi.append(encode_mv(value) if len(value) > 1 else "")
+            else:
+                plain.append(value)
+                multi.append("")
+        rows.append([_quote(cell, quote_all and cell != "") for cell in plain] + [_quote(cell, False) for cell in multi])
+    return line_end.join(",".join(row) for row in rows) + line_end
+
+
+def both_paths(body, settings_):
+    fast = ChunkClassifier(classifier.Classifier(settings_))
+    slow = ChunkClassifier(classifier.Classifier(settings_))
+    return (fast.process(body), fast.classifier.missing), (slow._append(body), slow.classifier.missing)
+
+
+# Damage a well-formed body the way hand-made or broken input might: a quote inside an
+# unquoted cell, a bare CR, a cell too many or too few, text after a closing quote.
+DAMAGE = [lambda b: b.replace(",", ',x"y', 3), lambda b: b.replace("\n", "\r", 2),
+          lambda b: b.replace(",,", ",", 1), lambda b: b.replace("\n", ",\n", 2),
+          lambda b: b.replace('",', '"z,', 1)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=st.lists(RECORD, min_size=1, max_size=10), mode=st.sampled_from(["filter", "annotate"]),
+       quote_all=st.booleans(), line_end=st.sampled_from(["\r\n", "\n"]),
+       damage=st.one_of(st.none(), st.sampled_from(range(len(DAMAGE)))),
+       profile=st.sampled_from(["sysmon", "cim"]))
+def test_matched_path_writes_what_the_csv_path_writes(records, mode, quote_all, line_end, damage, profile):
+    records = [{name: value for name, value in record.items() if name not in classifier.OUTPUT_FIELDS}
+               for record in records]
+    if profile == "cim":
+        renames = {"Image": "process_name", "DestinationPort": "dest_port", "DestinationIp": "dest_ip"}
+        records = [{renames.get(name, name): value for name, value in record.items()} for record in records]
+    body = splunkd_body(records, quote_all, line_end)
+    if damage is not None:
+        body = DAMAGE[damage](body)
+    settings_ = classifier.Settings(ROOT, profile=profile, mode=mode)
+    fast, slow = both_paths(body, settings_)
+    assert fast == slow
+
+
+def test_matched_path_reads_splunkd_bodies():
+    """The regular expressions, not the csv module, read what splunkd sends: a quoted _raw with
+    newlines, quoted strings and empty __mv_ cells (and the output matches the csv module's)."""
+    records = [{"_raw": '<Event>\n<Data Name="Image">C:\\a\\cmd.exe</Data>\n</Event>', "Image": r"C:\a\cmd.exe",
+                "DestinationPort": "443", "DestinationIp": "8.8.8.8", "Initiated": "true"},
+               {"_raw": "x", "Image": r"C:\b\chrome.exe", "DestinationPort": "443", "DestinationIp": "10.0.0.1",
+                "Initiated": "true"}]
+    body = splunkd_body(records, True, "\n")
+    header = next(iter(__import__("csv").reader(io.StringIO(body))))
+    for mode in ("filter", "annotate"):
+        chunks = ChunkClassifier(classifier.Classifier(classifier.Settings(ROOT, mode=mode)))
+        matched = chunks._append_matched(body, header, body.index("\n") + 1)
+        assert matched is not None
+        assert matched == chunks._append(body)
+        assert matched[1] == (1 if mode == "filter" else 2)
+    damaged = body.replace('"443"', '4"43', 1)
+    assert chunks._append_matched(damaged, header, body.index("\n") + 1) is None

@@ -52,6 +52,7 @@ Adding a scenario (the issue #5 benchmarks): a Scenario is (suite, Command, Stre
 """
 import argparse
 import datetime
+import glob
 import hashlib
 import json
 import os
@@ -430,6 +431,7 @@ class _StreamWriter:
         self.rows, self.chunks, self.written = [], 0, 0
         self.kinds = dict.fromkeys(KINDS, 0)
         self.expected_naive, self.raw_bytes = 0, 0
+        self.images, self.dests = set(), set()  # distinct values the command's caches see
         getinfo = scpv2.encode_chunk(scpv2.getinfo_metadata([], app_root=ROOT, search=_search("classifyport")))
         self.handle.write(getinfo)
         self.data_offset = len(getinfo)
@@ -439,6 +441,8 @@ class _StreamWriter:
         self.kinds[kind] += 1
         self.expected_naive += naive_labels(event["Image"], kind)
         self.raw_bytes += len(event["_raw"].encode("utf-8"))
+        self.images.add(event["Image"])
+        self.dests.add(event["DestinationIp"])
         self.written += 1
         if len(self.rows) == self.stream.chunk:
             self.flush()
@@ -458,7 +462,7 @@ class _StreamWriter:
         meta = {"stream": self.stream.as_json(), "generator": GENERATOR_VERSION, "events": self.written,
                 "chunks": self.chunks, "bytes": os.path.getsize(self.path), "data_offset": self.data_offset,
                 "fields": len(self.stream.fields), "mean_raw_bytes": self.raw_bytes / max(1, self.written),
-                "kinds": self.kinds,
+                "kinds": self.kinds, "distinct_images": len(self.images), "distinct_dests": len(self.dests),
                 "expected": {"classifyport-filter": self.kinds["hit"], "naive-filter": self.expected_naive}}
         with open(self.path + ".json", "w", encoding="utf-8") as handle:
             json.dump(meta, handle, indent=1)
@@ -564,7 +568,33 @@ COMMANDS = (
     Command("floor", "raw protocol floor (csv, no splunklib)", os.path.join(BENCH_COMMANDS, "floor.py"), (),
             "benchfloor", passthrough=True),
 )
-COMMAND = {command.key: command for command in COMMANDS}
+
+
+def _allowlisted(key):
+    command = next(command for command in COMMANDS if command.key == key)
+    return replace(command, key=key + "-allow10k", label=command.label + ", 10,000-row allowlist",
+                   variant="allowlist10k")
+
+
+# The same commands from a copy of the app with a 10,000-row allowlist (issue #5: at most 20% slower).
+ALLOWLIST_COMMANDS = (_allowlisted("classifyport-filter"), _allowlisted("classifyport-annotate"))
+
+
+def _pyenv_python(version):
+    """pyenv's newest python<version> (Splunk runs custom commands with 3.9 and 3.13), or None."""
+    root = os.environ.get("PYENV_ROOT")
+    if not root:
+        try:
+            root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            root = ""
+    root = root or os.path.expanduser("~/.pyenv")
+    found = sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python" + version)))
+    return found[-1] if found else None
+
+
+SPLUNK_PYTHONS = ("3.9", "3.13")
+COMMAND = {command.key: command for command in COMMANDS + ALLOWLIST_COMMANDS}
 
 
 def allowlist_variant(rows):
@@ -905,12 +935,56 @@ def scaling_suite(options):
 EMPTY = Stream(0, 1, "full")  # getinfo and the final chunk only: start-up and warm-up
 
 
+def interpreter_commands(options):
+    """classifyport mode=filter under Splunk's other interpreters (3.9 and 3.13), when pyenv has them."""
+    out = []
+    for version in SPLUNK_PYTHONS:
+        path = _pyenv_python(version)
+        if path is None:
+            progress("bench: no python%s under pyenv; its start-up row is left out" % version)
+            continue
+        out.append(replace(COMMAND["classifyport-filter"], key="classifyport-filter-py" + version,
+                           label="classifyport mode=filter, Python " + version, python=path))
+    return out
+
+
 def startup_suite(options):
-    return [Scenario("startup", command, EMPTY, options.startup_repeat) for command in COMMANDS]
+    # Start-up matters per search and peer: 11 runs (at least) for each interpreter's median.
+    repeat = max(options.startup_repeat, 11) if not options.quick else options.startup_repeat
+    return ([Scenario("startup", command, EMPTY, options.startup_repeat) for command in COMMANDS]
+            + [Scenario("startup", COMMAND["classifyport-filter"], EMPTY, repeat)]
+            + [Scenario("startup", command, EMPTY, repeat) for command in interpreter_commands(options)])
 
 
-SUITES = {"startup": startup_suite, "main": main_suite, "chunks": chunks_suite, "scaling": scaling_suite}
-DEFAULT_SUITES = ("startup", "main", "chunks", "scaling")
+def allowlist_suite(options):
+    """classifyport with and without a 10,000-row allowlist on the main streams."""
+    out = []
+    for shape in ("full", "selected"):
+        stream = Stream(options.events, options.chunk, shape)
+        for command in ALLOWLIST_COMMANDS:
+            plain = COMMAND[command.key[:-len("-allow10k")]]
+            out += [Scenario("allowlist", plain, stream, options.repeat),
+                    Scenario("allowlist", command, stream, options.repeat)]
+    return out
+
+
+def longrun_streams(options):
+    """The long-run pair: --longrun-events and 100,000 events (1/100 as many in --quick) from pools of
+    100,000 images and 1,000,000 destinations, selected fields (a full 10M stream is ~28 GB)."""
+    images, dests = (1000, 10000) if options.quick else (100000, 1000000)
+    small = max(1, options.longrun_events // 100)
+    return [Stream(events, options.chunk, "selected", images=images, dests=dests)
+            for events in (small, options.longrun_events)]
+
+
+def longrun_suite(options):
+    return [Scenario("longrun", COMMAND[key], stream, options.aux_repeat)
+            for stream in longrun_streams(options) for key in ("classifyport-filter", "classifyport-annotate")]
+
+
+SUITES = {"startup": startup_suite, "main": main_suite, "chunks": chunks_suite, "scaling": scaling_suite,
+          "allowlist": allowlist_suite, "longrun": longrun_suite}
+DEFAULT_SUITES = ("startup", "main", "chunks", "scaling", "allowlist", "longrun")
 
 
 APP_PARTS = ("app.manifest", "bin", "default", "lookups", "metadata", "README")
@@ -1173,6 +1247,38 @@ def write_report(path, options, info, results, metas, elapsed, argv):
                            "met" if change <= 0.10 else "**not met**"))
         add("")
 
+    # Goals of issue #5: allowlist cost, memory over a long run
+    goals5 = []
+    if "allowlist" in options.suites:
+        for command in ALLOWLIST_COMMANDS:
+            plain_key = command.key[:-len("-allow10k")]
+            for stream, what in ((main_full, "full events"), (main_sel, "selected fields")):
+                value = ratio_of(command.key, plain_key, stream)
+                if value is not None:
+                    goals5.append("| %s with a 10,000-row allowlist keeps >= 80%% of its throughput (%s) | %s "
+                                  "(%s vs %s records/CPU-s) | %s |"
+                                  % (COMMAND[plain_key].label, what, "%.0f%%" % (100 * value),
+                                     _n(get(command.key, stream).throughput), _n(get(plain_key, stream).throughput),
+                                     "met" if value >= 0.8 else "**not met**"))
+    if "longrun" in options.suites:
+        small, large = longrun_streams(options)
+        for key in ("classifyport-filter", "classifyport-annotate"):
+            a, b = get(key, small), get(key, large)
+            if a and b:
+                change = b.rss_mb / a.rss_mb - 1
+                goals5.append("| %s: peak RSS at %s events (%s distinct images, %s distinct destinations) within 10%% "
+                              "of the %s-event figure | %.0f MB vs %.0f MB (%+.1f%%) | %s |"
+                              % (COMMAND[key].label, _n(large.events), _n(b.meta.get("distinct_images", 0)),
+                                 _n(b.meta.get("distinct_dests", 0)), _n(small.events), b.rss_mb, a.rss_mb,
+                                 100 * change, "met" if change <= 0.10 else "**not met**"))
+    if goals5:
+        add("## Goals (issue #5)")
+        add("")
+        add("| goal | measured | status |")
+        add("|---|---|---|")
+        lines.extend(goals5)
+        add("")
+
     # Main tables
     if "main" in options.suites:
         add("## Throughput: %s events, %s per chunk" % (_n(options.events), _n(options.chunk)))
@@ -1248,23 +1354,76 @@ def write_report(path, options, info, results, metas, elapsed, argv):
             add("| %s | %s | %s |" % (COMMAND[key].label, " | ".join(cells), change))
         add("")
 
+    if "allowlist" in options.suites:
+        add("## A 10,000-row allowlist (%s events, %s per chunk)" % (_n(options.events), _n(options.chunk)))
+        add("")
+        add("The allowlist's rows never match a generated event: a third name a process (looked up by name), a "
+            "third a destination CIDR in 198.18.0.0/15, a third a host glob, so every event that would be "
+            "labelled is checked against the CIDR and host rules. Same streams and run as the tables above.")
+        add("")
+        add("| command | stream | records out | CPU s | records / CPU-s | peak RSS MB | vs no allowlist |")
+        add("|---|---|---:|---:|---:|---:|---:|")
+        for command in ALLOWLIST_COMMANDS:
+            plain_key = command.key[:-len("-allow10k")]
+            for stream, what in ((main_full, "full events"), (main_sel, "selected fields")):
+                for key in (plain_key, command.key):
+                    result = get(key, stream)
+                    if result:
+                        value = ratio_of(key, plain_key, stream)
+                        add("| %s | %s | %s | %.2f | %s | %.0f | %s |" % (
+                            COMMAND[key].label, what, _n(result.records_out), result.cpu, _n(result.throughput),
+                            result.rss_mb, "%.0f%%" % (100 * value) if value is not None else "–"))
+        add("")
+
+    if "longrun" in options.suites:
+        small, large = longrun_streams(options)
+        add("## Long run and memory (selected fields, %s per chunk)" % _n(options.chunk))
+        add("")
+        add("One process per run. The events draw from pools of %s images and %s destinations (skewed, so a few "
+            "are frequent); every distinct value passes through the command's per-image, per-port and "
+            "per-destination caches, which are bounded (%s entries each, then cleared)."
+            % (_n(small.images), _n(small.dests), _n(65536)))
+        add("")
+        add("| command | events | distinct images | distinct destinations | records out | CPU s | records / CPU-s "
+            "| peak RSS MB |")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for key in ("classifyport-filter", "classifyport-annotate"):
+            for stream in (small, large):
+                result = get(key, stream)
+                if result:
+                    add("| %s | %s | %s | %s | %s | %.2f | %s | %.0f |" % (
+                        COMMAND[key].label, _n(stream.events), _n(result.meta.get("distinct_images", 0)),
+                        _n(result.meta.get("distinct_dests", 0)), _n(result.records_out), result.cpu,
+                        _n(result.throughput), result.rss_mb))
+        add("")
+
     if "startup" in options.suites:
         add("## Start-up (0 events: getinfo, then the final chunk)")
         add("")
-        add("| command | getinfo reply ms (median) | CPU ms | wall ms | peak RSS MB |")
-        add("|---|---:|---:|---:|---:|")
-        for command in COMMANDS:
-            result = get(command.key, EMPTY)
+        add("Cold start as splunkd sees it, per search and per peer: fork, interpreter start, imports, the getinfo "
+            "reply (options and the field-profile lookup checked; the other lookups load with the first data "
+            "chunk). The app writes no bytecode (no file in the app directory), so every start compiles its modules.")
+        add("")
+        add("| command | runs | getinfo reply ms (median) | CPU ms | wall ms | peak RSS MB |")
+        add("|---|---:|---:|---:|---:|---:|")
+        startup_keys = [command.key for command in COMMANDS] + sorted(
+            key for key, _ in by_key if key.startswith("classifyport-filter-py"))
+        for key in startup_keys:
+            result = get(key, EMPTY)
             if result:
-                add("| %s | %.0f | %.0f | %.0f | %.0f |" % (
-                    command.label, 1000 * result.median("getinfo_reply"), 1000 * result.cpu,
+                label = COMMAND[key].label if key in COMMAND else result.scenario.command.label
+                if key == "classifyport-filter":
+                    label += ", Python %s" % platform.python_version()
+                add("| %s | %d | %.0f | %.0f | %.0f | %.0f |" % (
+                    label, len(result.runs), 1000 * result.median("getinfo_reply"), 1000 * result.cpu,
                     1000 * result.median("wall"), result.rss_mb))
         add("")
 
     # Checks: labelled counts against the generator's design
     notes = []
     for (key, stream), result in sorted(by_key.items(), key=lambda item: (item[0][1].name, item[0][0])):
-        expected = result.meta.get("expected", {}).get(key)
+        # An allowlist that matches nothing must not change what is labelled.
+        expected = result.meta.get("expected", {}).get(key[:-len("-allow10k")] if key.endswith("-allow10k") else key)
         if expected is not None and stream.events and result.records_out != expected:
             notes.append("%s on %s: %s records out, the generator designed %s"
                          % (COMMAND[key].label, stream.name, _n(result.records_out), _n(expected)))
@@ -1357,6 +1516,7 @@ def parse_args(argv):
     parser.add_argument("--repeat", type=int, help="runs per main scenario, median reported (default 3)")
     parser.add_argument("--aux-repeat", type=int, help="runs per chunks and scaling scenario (default 1)")
     parser.add_argument("--startup-repeat", type=int, help="runs per start-up scenario (default 5)")
+    parser.add_argument("--longrun-events", type=int, help="events in the long-run stream (default 10,000,000)")
     parser.add_argument("--suites", help="comma-separated suites to run (default %s)" % ",".join(DEFAULT_SUITES))
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the commands (default: this one)")
     parser.add_argument("--workdir", default=WORKDIR, help="streams, extracted app, dispatch dir (default build/bench)")
@@ -1368,14 +1528,16 @@ def parse_args(argv):
     quick = options.quick
     if quick:
         defaults = dict(events=QUICK_EVENTS, chunk=2000, chunk_sizes=[500, 2000], chunk_events=2000,
-                        scaling=[2000, 5000, QUICK_EVENTS], repeat=1, aux_repeat=1, startup_repeat=1)
+                        scaling=[2000, 5000, QUICK_EVENTS], repeat=1, aux_repeat=1, startup_repeat=1,
+                        longrun_events=20000)
     else:
         defaults = dict(events=1000000, chunk=50000, chunk_sizes=[10000, 50000], chunk_events=100000,
-                        scaling=[100000, 300000, 1000000], repeat=3, aux_repeat=1, startup_repeat=5)
+                        scaling=[100000, 300000, 1000000], repeat=3, aux_repeat=1, startup_repeat=5,
+                        longrun_events=10000000)
     for name, value in defaults.items():
         if getattr(options, name) is None:
             setattr(options, name, value)
-    for name in ("events", "chunk", "chunk_events", "repeat", "aux_repeat", "startup_repeat"):
+    for name in ("events", "chunk", "chunk_events", "repeat", "aux_repeat", "startup_repeat", "longrun_events"):
         if getattr(options, name) <= 0:
             parser.error("--%s must be positive" % name.replace("_", "-"))
     options.suites = tuple(part.strip() for part in options.suites.split(",")) if options.suites else DEFAULT_SUITES

@@ -21,7 +21,6 @@ DIRECTIONS = ("outbound", "any")
 CACHE_LIMIT = 65536
 
 _FLAGS = (("1", "0", "0"), ("0", "1", "0"), ("0", "0", "1"))
-_NO_FLAGS = ("0", "0", "0")
 
 
 def basename(image):
@@ -34,6 +33,11 @@ def _first(value):
     if value.__class__ is list:
         return value[0] if value else ""
     return value if value is not None else ""
+
+
+def unlabelled(base, dest_port, internal):
+    """The output values of an event whose process is not listed (it is kept in annotate mode)."""
+    return (base, dest_port, "0", "0", "0", internal, "", "0", "", "", "", "")
 
 
 class Settings:
@@ -158,8 +162,12 @@ class Classifier:
             original_name, original_category = self._image(original)
             if original_category is not None and (category is None or original_category < category):
                 matched_name, category, matched_on = original_name, original_category, original_field
+        if category is None and settings.mode != "annotate":
+            return None
         port, dest_port = self._port(port_text) if port_text else (None, "")
         address, internal = self._dest(dest) if dest else (None, "0")
+        if category is None:
+            return unlabelled(base, dest_port, internal)
         label = reason = techniques = risk = ""
         allowed = "0"
         if category is not None and port in settings.ports and (
@@ -178,9 +186,9 @@ class Classifier:
             return None
         if not label and settings.mode != "annotate":
             return None
-        flags = _FLAGS[category] if category is not None else _NO_FLAGS
+        flags = _FLAGS[category]
         return (base, dest_port, flags[0], flags[1], flags[2], internal, label, allowed, reason,
-                matched_on if category is not None else "", techniques, risk)
+                matched_on, techniques, risk)
 
     def _lookup(self, record, fields, role):
         """(value, field) of the first non-empty field of `fields` in a dict record."""

@@ -11,8 +11,12 @@ import csv
 import io
 import operator
 import re
+import sys
 
-from .classifier import OUTPUT_FIELDS
+from .classifier import CACHE_LIMIT, OUTPUT_FIELDS, unlabelled
+
+# Python < 3.11's csv reader rejects a NUL character anywhere in its input.
+_NUL_BREAKS_CSV = sys.version_info < (3, 11)
 
 
 class SplunkCsv(csv.Dialect):
@@ -43,28 +47,58 @@ class ChunkClassifier:
 
     def __init__(self, classifier):
         self.classifier = classifier
+        # Bounded caches for _tail: the reply text of output values 2-11, and quoted cells.
+        self._rests, self._cells = {}, {}
+        # _append_matched's caches for the unlisted-process shortcut, by cell text.
+        self._images, self._ports, self._dests, self._unlabelled = {}, {}, {}, {}
 
     def process(self, body):
         """Return (reply CSV text, number of records written) for one chunk body."""
         if not body:
             return "", 0
+        if _NUL_BREAKS_CSV and "\x00" in body:
+            return self._without_nul(body)
         # Read the header from its own line, not through a copy of the whole body.
         end = body.find("\n")
         first = body if end < 0 else body[:end + 1]
+        # Where the records start, for _append_matched: known when the header is one line
+        # (no bare CR in it, which the csv module reads as a line end).
+        start = len(first) if end >= 0 and "\r" not in first[:-2 if first.endswith("\r\n") else -1] else None
         if first.count('"') % 2:
-            first = body  # a quoted newline inside the header: parse it in full
+            first, start = body, None  # a quoted newline inside the header: parse it in full
         header = next(csv.reader(io.StringIO(first, newline=""), SplunkCsv), None)
-        if not header:
+        if header is None:
             return "", 0
         names = {name[5:] if name.startswith("__mv_") else name for name in header}
         if names.isdisjoint(OUTPUT_FIELDS):
+            if start is not None and header:
+                missing = dict(self.classifier.missing)
+                matched = self._append_matched(body, header, start)
+                if matched is not None:
+                    return matched
+                self.classifier.missing = missing  # _append counts the chunk's missing fields again
             return self._append(body)
         return self._rewrite(body)
 
-    def _row_classifier(self, plain, multi, empty):
+    def _without_nul(self, body):
+        """Python < 3.11's csv module rejects a NUL anywhere in its input ("line contains NUL").
+        Stand a private-use character no cell contains in for each NUL, and swap it back in the
+        reply, so an event with a NUL keeps it and the search does not fail."""
+        for code in range(0xF8FF, 0xE000, -1):
+            stand_in = chr(code)
+            if stand_in not in body:
+                break
+        else:  # pragma: no cover - a body holding all 6,400 private-use characters
+            raise ValueError("classifyport cannot read a chunk that has NUL characters and every "
+                             "private-use character (Python < 3.11's csv module rejects NUL)")
+        text, count = self.process(body.replace("\x00", stand_in))
+        return text.replace(stand_in, "\x00"), count
+
+    def _row_classifier(self, plain, multi, empty, quoted=False):
         """A function from a row (list of cells, cell `empty` always "") to the classifier's
         output values, or None to drop the row. `plain` and `multi` map field names to the
-        positions of their plain and __mv_ cells."""
+        positions of their plain and __mv_ cells. With `quoted`, cells are as the CSV text has
+        them (a cell starting with a quote is still in its quotes) and are unquoted when read."""
         classifier = self.classifier
         settings = classifier.settings
         decide, note_missing = classifier.decide, classifier.note_missing
@@ -91,6 +125,26 @@ class ChunkClassifier:
                     return row[at], field
             return "", ""
 
+        if quoted:
+            def cell(row, cols):  # noqa: F811 - the same, on cells still in their CSV quotes
+                for at, mv_at, field in cols:
+                    value = row[mv_at]
+                    if value and value[0] == '"':
+                        value = value[1:-1].replace('""', '"')
+                    if value:
+                        value = decode_mv(value)[0]
+                        if value:
+                            return value, field
+                        continue
+                    value = row[at]
+                    if value:
+                        if value[0] == '"':
+                            value = value[1:-1].replace('""', '"')
+                            if not value:
+                                continue
+                        return value, field
+                return "", ""
+
         def classify(row):
             image, image_field = cell(row, image_cols)
             if not image:
@@ -105,9 +159,97 @@ class ChunkClassifier:
 
         return classify
 
+    def _append_matched(self, body, header, start):
+        """The usual case, fast: records are matched by regular expressions of the header's width
+        that capture only the cells the classifier reads, and each record's text goes back exactly
+        as splunkd sent it, followed by the output columns. Returns None, and _append parses the
+        chunk with the csv module instead, when a record is not the well-formed CSV splunkd
+        writes (a quote inside an unquoted cell, a bare CR, a short or long row...)."""
+        settings = self.classifier.settings
+        plain_at, multi_at = {}, {}     # field -> header position of its plain / __mv_ column
+        for position, name in enumerate(header):
+            if name.startswith("__mv_"):
+                multi_at.setdefault(name[5:], position)
+            else:
+                plain_at.setdefault(name, position)
+
+        # The full pattern captures every cell of the profile's fields; group 1 is the record's
+        # text, so row[0] is that text and the cells follow.
+        roles = set(settings.image_fields + settings.original_fields + settings.port_fields
+                    + settings.dest_fields + settings.direction_fields + settings.host_fields
+                    + settings.user_fields)
+        captured = sorted(at for where in (plain_at, multi_at) for field, at in where.items() if field in roles)
+        row_of = {at: index + 1 for index, at in enumerate(captured)}
+        empty = len(captured) + 1
+        plain = {field: row_of[at] for field, at in plain_at.items() if at in row_of}
+        multi = {field: row_of[at] for field, at in multi_at.items() if at in row_of}
+        full = _record_pattern(len(header), tuple(captured)).match
+        classify = self._row_classifier(plain, multi, empty, quoted=True)
+        tail_of = self._tail
+        annotate = settings.mode == "annotate"
+
+        # The quick pattern, for the usual event: an unlisted process. It captures the first
+        # present image, port and destination field, and matches only when their __mv_ cells and
+        # every OriginalFileName cell are empty, so each is a single value. The reply cells of
+        # an unlisted process come from caches keyed by the cells' CSV text.
+        def first(fields):
+            for field in fields:
+                if field in plain_at or field in multi_at:
+                    return plain_at.get(field), multi_at.get(field)
+            return None, None
+
+        (image_at, image_mv), (port_at, port_mv), (dest_at, dest_mv) = (
+            first(settings.image_fields), first(settings.port_fields), first(settings.dest_fields))
+        quick = None
+        if image_at is not None and port_at is not None and (dest_at is not None or dest_mv is None):
+            quick_captured = tuple(sorted(at for at in (image_at, port_at, dest_at) if at is not None))
+            # Groups follow the header's order; image, port, destination follow the profile's.
+            groups = tuple(quick_captured.index(at) + 2 for at in (image_at, port_at, dest_at) if at is not None)
+            blank = [at for at in (image_mv, port_mv, dest_mv) if at is not None]
+            blank += [where[field] for field in settings.original_fields
+                      for where in (plain_at, multi_at) if field in where]
+            quick = _record_pattern(len(header), quick_captured, tuple(blank)).match
+            has_dest = dest_at is not None
+            images, ports, dests = self._images, self._ports, self._dests
+            if len(images) >= CACHE_LIMIT or len(ports) >= CACHE_LIMIT or len(dests) >= CACHE_LIMIT:
+                images.clear(), ports.clear(), dests.clear()
+
+        parts = [_output_header(header)]
+        append = parts.append
+        count = 0
+        position, end = start, len(body)
+        while position < end:
+            if quick is not None:
+                found = quick(body, position)
+                if found is not None:
+                    image, port, dest = found.group(*groups) if has_dest else found.group(*groups) + ("",)
+                    if image and port and (dest or not has_dest):
+                        known = images.get(image) or self._image_cells(image)
+                        if known[0] is None:
+                            position = found.end()
+                            if annotate:
+                                append(found[1])
+                                append(known[1] + (ports.get(port) or self._port_cells(port))
+                                       + (dests.get(dest) or self._dest_cells(dest)))
+                                count += 1
+                            continue
+            found = full(body, position)
+            if found is None:
+                return None
+            position = found.end()
+            row = [*found.groups(), ""]
+            values = classify(row)
+            if values is not None:
+                append(row[0])
+                append(tail_of(values))
+                count += 1
+        if count == 0:
+            return "", 0
+        return "".join(parts), count
+
     def _append(self, body):
-        """The usual case: each input record's text goes back exactly as splunkd sent it,
-        followed by the output columns; only the cells the classifier reads are parsed out."""
+        """_append_matched's result the slow, general way: every record parsed by the csv module
+        (which reads anything, ragged rows included); each record's text still goes back as sent."""
         lines = iter(io.StringIO(body, newline=""))
         taken = []
 
@@ -128,11 +270,9 @@ class ChunkClassifier:
                 plain.setdefault(name, position)
 
         classify = self._row_classifier(plain, multi, width)
-
-        out_header = _quoted_line(header + [cell for name in OUTPUT_FIELDS for cell in (name, "__mv_" + name)])
-        parts = [out_header]
+        tail_of = self._tail
+        parts = [_output_header(header)]
         append = parts.append
-        tails = {}
         count = 0
 
         for row in reader:
@@ -148,20 +288,55 @@ class ChunkClassifier:
             if ragged:
                 # A short or long row: padded or cut to the header, as the SDK's zip() reading does.
                 text = _quoted_line(row[:width])
-            key = values if values[10].__class__ is not list else values[:10] + (tuple(values[10]),) + values[11:]
-            tail = tails.get(key)
-            if tail is None:
-                if len(tails) >= 4096:
-                    tails.clear()
-                tail = _quoted_line([cell_ for value in values for cell_ in _pair(value)])
-                tails[key] = tail
-            append(text.rstrip("\r\n"))
-            append(",")
-            append(tail)
+            # A record with no fields has no text: its reply row is the output cells alone.
+            append(text.rstrip("\r\n") if width else "")
+            append(tail_of(values) if width else tail_of(values)[1:])
             count += 1
         if count == 0:
             return "", 0
         return "".join(parts), count
+
+    def _image_cells(self, cell):
+        """(category, ",ImageBasename,,") of an image cell's CSV text."""
+        base, category = self.classifier._image(_unquoted(cell))
+        known = self._images[cell] = (category, "," + _quoted_cell(base) + ",,")
+        return known
+
+    def _port_cells(self, cell):
+        """"DestPort,," of a port cell's CSV text."""
+        known = self._ports[cell] = _quoted_cell(self.classifier._port(_unquoted(cell))[1]) + ",,"
+        return known
+
+    def _dest_cells(self, cell):
+        """The reply's cells after DestPort for an unlisted process, by its destination's CSV text."""
+        internal = self.classifier._dest(_unquoted(cell))[1] if cell else "0"
+        known = self._unlabelled.get(internal)
+        if known is None:
+            known = self._unlabelled[internal] = _quoted_line(
+                [cell_ for value in unlabelled("", "", internal)[2:] for cell_ in _pair(value)])
+        self._dests[cell] = known
+        return known
+
+    def _tail(self, values):
+        """The reply cells for output values, as ",cell,cell...\r\n" (each field and its __mv_
+        cell). Built from cached pieces: the image name and port vary a lot, the rest little."""
+        rest = values[2:]
+        if rest[8].__class__ is list:
+            rest = rest[:8] + (tuple(rest[8]),) + rest[9:]
+        text = self._rests.get(rest)
+        if text is None:
+            if len(self._rests) >= 4096:
+                self._rests.clear()
+            text = _quoted_line([cell for value in values[2:] for cell in _pair(value)])
+            self._rests[rest] = text
+        cells = self._cells
+        base, port = cells.get(values[0]), cells.get(values[1])
+        if base is None or port is None:
+            if len(cells) >= CACHE_LIMIT:
+                cells.clear()
+            base = cells[values[0]] = _quoted_cell(values[0])
+            port = cells[values[1]] = _quoted_cell(values[1])
+        return "," + base + ",," + port + ",," + text
 
     def _rewrite(self, body):
         """An input that already has output fields (e.g. a second | classifyport): rebuild
@@ -244,6 +419,43 @@ class ChunkClassifier:
         if count == 0:
             return "", 0
         return out.getvalue(), count
+
+
+# A cell as splunkd writes it: unquoted (no quote, comma, CR or LF), or quoted with quotes doubled.
+# Possessive where the re module has them (3.11+): the same matches, as nothing that can follow a cell
+# (a comma, a line end, the end) matches what backtracking into it would give back; only faster.
+_CELL = r'(?:"[^"]*+(?:""[^"]*+)*+"|[^",\r\n]*+)' if sys.version_info >= (3, 11) else \
+    r'(?:"[^"]*(?:""[^"]*)*"|[^",\r\n]*)'
+_PATTERNS = {}
+
+
+def _record_pattern(width, captured, blank=()):
+    """A regular expression matching one record of `width` cells and its line end: group 1 is
+    the record's text, the cells at the `captured` positions are groups 2 on, and the cells at
+    the `blank` positions must be empty."""
+    key = (width, captured, blank)
+    pattern = _PATTERNS.get(key)
+    if pattern is None:
+        if len(_PATTERNS) >= 64:
+            _PATTERNS.clear()
+        cells = ",".join("(%s)" % _CELL if position in captured else "" if position in blank else _CELL
+                         for position in range(width))
+        pattern = _PATTERNS[key] = re.compile(r"(%s)(?:\r\n|\n|\Z)" % cells)
+    return pattern
+
+
+def _output_header(header):
+    return _quoted_line(header + [cell for name in OUTPUT_FIELDS for cell in (name, "__mv_" + name)])
+
+
+def _unquoted(cell):
+    """A cell's value from its CSV text."""
+    return cell[1:-1].replace('""', '"') if cell[:1] == '"' else cell
+
+
+def _quoted_cell(value):
+    """One cell as the csv writer quotes it inside a row."""
+    return _quoted_line([value])[:-2] if value else ""
 
 
 def _quoted_line(cells):
