@@ -1,7 +1,5 @@
 """Shared test setup: import paths, the real data beside the repository, Splunk's interpreters."""
-import glob
 import os
-import subprocess
 import sys
 
 import pytest
@@ -12,6 +10,8 @@ TOOLS = os.path.join(ROOT, "tools")
 for path in (BIN, TOOLS):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+import pythons  # noqa: E402 (tools/, on the path above)
 
 SHARED = os.path.abspath(os.environ.get("CLASSIFYPORT_SHARED", os.path.join(ROOT, "..", "shared")))
 
@@ -25,22 +25,13 @@ def shared_path(*parts):
 
 
 def _pyenv_root():
-    root = os.environ.get("PYENV_ROOT")
-    if not root:
-        try:
-            root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            root = ""
-    return root or os.path.expanduser("~/.pyenv")
+    return pythons.pyenv_root()
 
 
 def splunk_interpreters():
     """[(label, path)] for the default Python and Splunk's 3.9 and 3.13 from pyenv."""
-    found = [("default", sys.executable)]
-    for version in ("3.9", "3.13"):
-        candidates = sorted(glob.glob(os.path.join(_pyenv_root(), "versions", version + ".*", "bin", "python" + version)))
-        found.append((version, candidates[-1] if candidates else None))
-    return found
+    return [("default", sys.executable)] + [(version, pythons.pyenv_python(version))
+                                            for version in pythons.SPLUNK_PYTHONS]
 
 
 @pytest.fixture(params=splunk_interpreters(), ids=lambda item: item[0])

@@ -26,33 +26,25 @@ Commands (one run, so the ratios compare like with like)
   The yardsticks import the same vendored splunklib, from the package's bin/.
 
 Suites (runs interleaved across commands; the report gives the median of the runs)
-  startup  0 events (getinfo + finished): time to the getinfo reply, CPU, RSS; doubles as warm-up
-  main     --events events at --chunk per chunk, full events and the selected-fields stream (--repeat runs)
-  chunks   peak RSS at each --chunk-sizes value, --chunk-events events (full events; --aux-repeat runs)
-  scaling  throughput and peak RSS at each --scaling event count (full events; --aux-repeat runs)
+  startup    0 events (getinfo + finished): time to the getinfo reply, CPU, RSS; doubles as warm-up.
+             classifyport also under pyenv's Python 3.9 and 3.13 (Splunk's), at least 11 runs each
+  main       --events events at --chunk per chunk, full events and the selected-fields stream (--repeat runs)
+  chunks     peak RSS at each --chunk-sizes value, --chunk-events events (full events; --aux-repeat runs)
+  scaling    throughput and peak RSS at each --scaling event count (full events; --aux-repeat runs)
+  allowlist  classifyport from a copy of the app with a 10,000-row allowlist (APP_VARIANTS; rows that
+             never match: a third by process name, a third by destination CIDR, a third by host glob,
+             so the unindexed rules are checked for every candidate event) on the main streams,
+             against the plain app in the same run (goal: at least 80% of its throughput)
+  longrun    --longrun-events (10,000,000) and 1/100 as many selected-fields events from pools of
+             100,000 images and 1,000,000 destinations, one process each (goal: peak RSS within 10%;
+             a 10M-event full stream would be ~28 GB on disk, the selected one is ~1.9 GB)
 
-Adding a scenario (the issue #5 benchmarks): a Scenario is (suite, Command, Stream, repeat).
-  Write a function of the parsed options returning Scenarios, register it in SUITES (not in
-  DEFAULT_SUITES if it is long), and add its table to write_report; `--suites main,longrun`
-  then runs it in the same run as the others, so its ratios compare with theirs.
-  * Long runs and memory: Stream(10_000_000, 50_000, "selected", images=100_000,
-    dests=1_000_000) against Stream(100_000, 50_000, "selected", images=100_000, dests=1_000_000)
-    for classifyport-filter and -annotate, repeat 1; compare Result.rss_mb (within 10%).
-    `images`/`dests` are the sizes of the pools the events draw from (a 10M-event full stream
-    is ~28 GB on disk, the selected one ~1.8 GB; the command's caches see the same values).
-  * 10,000-row allowlist: replace(COMMAND["classifyport-filter"], key="classifyport-allow10k",
-    variant="allowlist10k") runs from a copy of the app whose allowlist APP_VARIANTS edits
-    (allowlist_variant writes rows that never match the generated events: a third by process
-    name, a third by destination CIDR, a third by host glob, so the unindexed rules are scanned
-    for every candidate event; the work is all lookup cost); compare its
-    Result.throughput with the plain command's on the same Stream (goal: at least 0.8x).
-  * Cold start under Python 3.9 and 3.13: replace(command, key=..., python="/path/to/python3.9")
-    on the EMPTY stream with repeat=11; report Result.median("getinfo_reply") (fork to the
-    getinfo reply read by the harness). tests/conftest.py's splunk_interpreters() finds them.
+Adding a scenario: a Scenario is (suite, Command, Stream, repeat). Write a function of the
+  parsed options returning Scenarios, register it in SUITES, and add its table to write_report;
+  `--suites main,<yours>` then runs it in the same run as the others, so its ratios compare.
 """
 import argparse
 import datetime
-import glob
 import hashlib
 import json
 import os
@@ -75,6 +67,7 @@ ROOT = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 
 import scpv2  # noqa: E402
+from pythons import SPLUNK_PYTHONS, pyenv_python  # noqa: E402
 
 BENCH_COMMANDS = os.path.join(TOOLS, "bench_commands")
 WORKDIR = os.path.join(ROOT, "build", "bench")
@@ -580,20 +573,6 @@ def _allowlisted(key):
 ALLOWLIST_COMMANDS = (_allowlisted("classifyport-filter"), _allowlisted("classifyport-annotate"))
 
 
-def _pyenv_python(version):
-    """pyenv's newest python<version> (Splunk runs custom commands with 3.9 and 3.13), or None."""
-    root = os.environ.get("PYENV_ROOT")
-    if not root:
-        try:
-            root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            root = ""
-    root = root or os.path.expanduser("~/.pyenv")
-    found = sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python" + version)))
-    return found[-1] if found else None
-
-
-SPLUNK_PYTHONS = ("3.9", "3.13")
 COMMAND = {command.key: command for command in COMMANDS + ALLOWLIST_COMMANDS}
 
 
@@ -939,7 +918,7 @@ def interpreter_commands(options):
     """classifyport mode=filter under Splunk's other interpreters (3.9 and 3.13), when pyenv has them."""
     out = []
     for version in SPLUNK_PYTHONS:
-        path = _pyenv_python(version)
+        path = pyenv_python(version)
         if path is None:
             progress("bench: no python%s under pyenv; its start-up row is left out" % version)
             continue
@@ -1404,19 +1383,19 @@ def write_report(path, options, info, results, metas, elapsed, argv):
             "reply (options and the field-profile lookup checked; the other lookups load with the first data "
             "chunk). The app writes no bytecode (no file in the app directory), so every start compiles its modules.")
         add("")
-        add("| command | runs | getinfo reply ms (median) | CPU ms | wall ms | peak RSS MB |")
-        add("|---|---:|---:|---:|---:|---:|")
+        add("| command | Python | runs | getinfo reply ms (median) | CPU ms | wall ms | peak RSS MB |")
+        add("|---|---|---:|---:|---:|---:|---:|")
         startup_keys = [command.key for command in COMMANDS] + sorted(
-            key for key, _ in by_key if key.startswith("classifyport-filter-py"))
+            (key for key, _ in by_key if key.startswith("classifyport-filter-py")), key=lambda key: len(key))
         for key in startup_keys:
             result = get(key, EMPTY)
             if result:
-                label = COMMAND[key].label if key in COMMAND else result.scenario.command.label
-                if key == "classifyport-filter":
-                    label += ", Python %s" % platform.python_version()
-                add("| %s | %d | %.0f | %.0f | %.0f | %.0f |" % (
-                    label, len(result.runs), 1000 * result.median("getinfo_reply"), 1000 * result.cpu,
-                    1000 * result.median("wall"), result.rss_mb))
+                command = result.scenario.command
+                python = key[len("classifyport-filter-py"):] if command.python else info["python"]
+                add("| %s | %s | %d | %.0f | %.0f | %.0f | %.0f |" % (
+                    command.label.split(", Python")[0], python, len(result.runs),
+                    1000 * result.median("getinfo_reply"), 1000 * result.cpu, 1000 * result.median("wall"),
+                    result.rss_mb))
         add("")
 
     # Checks: labelled counts against the generator's design
