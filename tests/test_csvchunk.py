@@ -212,3 +212,19 @@ def test_matched_path_reads_splunkd_bodies():
         assert matched[1] == (1 if mode == "filter" else 2)
     damaged = body.replace('"443"', '4"43', 1)
     assert chunks._append_matched(damaged, header, body.index("\n") + 1) is None
+
+
+def test_an_empty_value_in_quotes_is_empty():
+    """`""` is an empty value: the image, port or destination it stands for is missing (counted),
+    whichever reader reads the chunk."""
+    header = "Image,DestinationPort,DestinationIp,__mv_Image,__mv_DestinationPort,__mv_DestinationIp\r\n"
+    rows = ['"",443,8.8.8.8,,,\r\n', 'C:\\a\\chrome.exe,"",8.8.8.8,,,\r\n', 'C:\\a\\chrome.exe,443,"",,,\r\n',
+            'C:\\a\\cmd.exe,"",8.8.8.8,,,\r\n', '"C:\\a\\cmd.exe","443","",,,\r\n']
+    body = header + "".join(rows)
+    for mode in ("filter", "annotate"):
+        fast, slow = both_paths(body, classifier.Settings(ROOT, mode=mode))
+        assert fast == slow
+        assert fast[1] == {"Image": 1, "DestinationPort": 2}
+    records = scpv2.decode_records(fast[0][0])
+    assert [(r["DestPort"], r["IsInternal"], r["SuspicionLabel"]) for r in records] == [
+        ("443", "0", ""), ("", "0", ""), ("443", "0", ""), ("", "0", ""), ("443", "0", "ScriptInterpreter")]

@@ -2,10 +2,15 @@
 
 splunkd sends each execute chunk as CSV: a header of field names, where a
 multivalue field `x` also has a `__mv_x` column (`$a$;$b$`, `$` doubled). The
-SDK turns every row into an OrderedDict and back; this module keeps rows as
-lists, copies the input cells through untouched, and appends (or, for a field
-the input already has, overwrites in place) the output columns. Decoded, the
-records are the ones the SDK's record path produces.
+SDK turns every row into an OrderedDict and back; this module passes each
+record's text through untouched and appends the output columns (or, when the
+input already has output fields, rewrites each row with them in place).
+Decoded, the records are the ones the SDK's record path produces.
+
+Two readers write the same bytes: _append_matched reads a well-formed chunk with
+one regular expression per header, capturing only the cells the classifier
+reads; _append parses anything (ragged rows, stray quotes, bare CRs) with the
+csv module. tests/test_csvchunk.py holds both to the same output.
 """
 import csv
 import io
@@ -426,19 +431,24 @@ class ChunkClassifier:
 # (a comma, a line end, the end) matches what backtracking into it would give back; only faster.
 _CELL = r'(?:"[^"]*+(?:""[^"]*+)*+"|[^",\r\n]*+)' if sys.version_info >= (3, 11) else \
     r'(?:"[^"]*(?:""[^"]*)*"|[^",\r\n]*)'
+_NOT_QUOTED_EMPTY = r'(?!""(?:,|\r\n|\n|\Z))'
 _PATTERNS = {}
 
 
-def _record_pattern(width, captured, blank=()):
+def _record_pattern(width, captured, blank=None):
     """A regular expression matching one record of `width` cells and its line end: group 1 is
-    the record's text, the cells at the `captured` positions are groups 2 on, and the cells at
-    the `blank` positions must be empty."""
+    the record's text and the cells at the `captured` positions are groups 2 on. With `blank`
+    (the quick pattern), the cells at the `blank` positions must be empty and the captured ones
+    must not be `""`, an empty value in quotes (so that a captured cell is empty exactly when its
+    value is)."""
     key = (width, captured, blank)
     pattern = _PATTERNS.get(key)
     if pattern is None:
         if len(_PATTERNS) >= 64:
             _PATTERNS.clear()
-        cells = ",".join("(%s)" % _CELL if position in captured else "" if position in blank else _CELL
+        wanted = "(%s)" % (_CELL if blank is None else _NOT_QUOTED_EMPTY + _CELL)
+        blank = blank or ()
+        cells = ",".join(wanted if position in captured else "" if position in blank else _CELL
                          for position in range(width))
         pattern = _PATTERNS[key] = re.compile(r"(%s)(?:\r\n|\n|\Z)" % cells)
     return pattern
