@@ -70,8 +70,13 @@ bench: package
 
 # A long fuzzing run through the real protocol: random examples (CLASSIFYPORT_FUZZ_EXAMPLES, default
 # 1000) and every protocol fault under all three interpreters; `make test` runs a fixed bounded set.
+# Its log is build/fuzz.log; tools/fuzz_report.py writes the results into BENCHMARKS.md.
 fuzz: vendor
-	CLASSIFYPORT_FUZZ=long $(VPY) -m pytest -q --hypothesis-show-statistics tests/test_fuzz_protocol.py tests/test_protocol_faults.py
+	mkdir -p build
+	CLASSIFYPORT_FUZZ=long $(VPY) -m pytest -q --hypothesis-show-statistics --junitxml=build/fuzz-junit.xml \
+		tests/test_fuzz_protocol.py tests/test_protocol_faults.py > build/fuzz.log 2>&1; \
+		status=$$?; tail -n 40 build/fuzz.log; \
+		$(VPY) tools/fuzz_report.py build/fuzz-junit.xml BENCHMARKS.md && exit $$status
 
 # A Sysmon NetworkConnect include rule group generated from the process lookup.
 sysmon-config:

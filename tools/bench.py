@@ -66,6 +66,7 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 
+import fuzz_report  # noqa: E402
 import scpv2  # noqa: E402
 from pythons import SPLUNK_PYTHONS, pyenv_python  # noqa: E402
 
@@ -1432,8 +1433,12 @@ def write_report(path, options, info, results, metas, elapsed, argv):
     add("")
     text = "\n".join(lines)
     if path:
+        kept = None
+        if os.path.exists(path):  # `make fuzz`'s section (tools/fuzz_report.py) stays
+            with open(path, encoding="utf-8") as handle:
+                kept = fuzz_report.kept_section(handle.read())
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            handle.write(text if kept is None else fuzz_report.replace_section(text, kept))
     return text, notes
 
 
