@@ -3,6 +3,7 @@
 talking on commonly used ports. Splunk runs this file over Search Command Protocol v2;
 the logic lives in the portclassify package beside it.
 """
+import gc
 import json
 import os
 import re
@@ -126,6 +127,10 @@ class ClassifyPortCommand(StreamingCommand):
         except LookupProblem as problem:
             self._fail("classifyport cannot use its lookup %s" % problem)
         self._chunks = ChunkClassifier(self._classifier)
+        # The lists live as long as the process: move them (and everything else so far) out of
+        # the cyclic garbage collector's sight, so that its full passes, which the per-event
+        # allocations keep triggering, do not walk a 100,000-row allowlist again each time.
+        gc.freeze()
         expired = self._settings.expired_rows
         if expired:
             self.write_warning("classifyport: %d expired row(s) of classifyport_allowlist.csv were ignored (rows %s)"

@@ -216,8 +216,6 @@ class ChunkClassifier:
             quick = _record_pattern(len(header), quick_captured, tuple(blank)).match
             has_dest = dest_at is not None
             images, ports, dests = self._images, self._ports, self._dests
-            if len(images) >= CACHE_LIMIT or len(ports) >= CACHE_LIMIT or len(dests) >= CACHE_LIMIT:
-                images.clear(), ports.clear(), dests.clear()
 
         parts = [_output_header(header)]
         append = parts.append
@@ -301,14 +299,20 @@ class ChunkClassifier:
             return "", 0
         return "".join(parts), count
 
+    # The three caches below are filled on a miss and cleared when full, like the classifier's.
+
     def _image_cells(self, cell):
         """(category, ",ImageBasename,,") of an image cell's CSV text."""
         base, category = self.classifier._image(_unquoted(cell))
+        if len(self._images) >= CACHE_LIMIT:
+            self._images.clear()
         known = self._images[cell] = (category, "," + _quoted_cell(base) + ",,")
         return known
 
     def _port_cells(self, cell):
         """"DestPort,," of a port cell's CSV text."""
+        if len(self._ports) >= CACHE_LIMIT:
+            self._ports.clear()
         known = self._ports[cell] = _quoted_cell(self.classifier._port(_unquoted(cell))[1]) + ",,"
         return known
 
@@ -319,6 +323,8 @@ class ChunkClassifier:
         if known is None:
             known = self._unlabelled[internal] = _quoted_line(
                 [cell_ for value in unlabelled("", "", internal)[2:] for cell_ in _pair(value)])
+        if len(self._dests) >= CACHE_LIMIT:
+            self._dests.clear()
         self._dests[cell] = known
         return known
 
