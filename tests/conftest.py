@@ -1,5 +1,6 @@
 """Shared test setup: import paths, the real data beside the repository, Splunk's interpreters."""
 import os
+import shutil
 import sys
 
 import pytest
@@ -41,3 +42,13 @@ def python(request):
     if path is None:
         pytest.fail("Python %s not found under %s/versions (pyenv install %s)" % (label, _pyenv_root(), label))
     return path
+
+
+def make_app(directory):
+    """A copy of the app in `directory`: bin/ (with splunklib), default/, lookups/; and a dispatch dir."""
+    root = directory / "classifyport"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("bin", "default", "lookups"):
+        shutil.copytree(os.path.join(ROOT, part), str(root / part), ignore=ignore)
+    (directory / "dispatch").mkdir()
+    return root

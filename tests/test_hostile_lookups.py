@@ -27,11 +27,11 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scpv2
-from conftest import ROOT, splunk_interpreters
+from conftest import ROOT, make_app, splunk_interpreters
 from portclassify import allowlist as allowlist_module
 from portclassify import classifier, csvfile, lookups
 from portclassify.allowlist import Allowlist, AllowRule, PatternProblem
@@ -383,15 +383,6 @@ def test_byte_cap_is_exact(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- through the command
-
-def make_app(directory):
-    root = directory / "classifyport"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("bin", "default", "lookups"):
-        shutil.copytree(os.path.join(ROOT, part), str(root / part), ignore=ignore)
-    (directory / "dispatch").mkdir()
-    return root
-
 
 def run_app(app, args, chunks, python=None):
     return scpv2.run_strict(args, chunks, python=python or sys.executable, command=str(app / "bin" / "classifyport.py"),

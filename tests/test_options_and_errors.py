@@ -11,14 +11,13 @@ import io
 import json
 import os
 import re
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import scpv2
-from conftest import ROOT
+from conftest import make_app
 
 OUTPUT_FIELDS = ("ImageBasename", "DestPort", "IsScriptInterpreter", "IsLOLBin", "IsUnusualSystem",
                  "IsInternal", "SuspicionLabel", "Allowlisted", "AllowlistReason",
@@ -312,16 +311,6 @@ def test_missing_field_warning_names_the_profile_fields():
 
 
 # --------------------------------------------------------------------------- lookups
-
-def make_app(directory):
-    """A copy of the app in `directory`: bin/ (with splunklib), default/, lookups/; and a dispatch dir."""
-    root = directory / "classifyport"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("bin", "default", "lookups"):
-        shutil.copytree(os.path.join(ROOT, part), str(root / part), ignore=ignore)
-    (directory / "dispatch").mkdir()
-    return root
-
 
 @pytest.fixture
 def app(tmp_path):

@@ -10,7 +10,7 @@ from conftest import ROOT
 from portclassify import classifier, lookups
 from portclassify.allowlist import Allowlist, AllowRule
 from portclassify.csvfile import LookupProblem
-from portclassify.networks import NetworkSet, parse_ip
+from portclassify.networks import parse_ip
 from portclassify.ports import PortSet, parse_port, parse_port_spec
 
 

@@ -30,7 +30,7 @@ import enrich
 import replay
 import replay_formats
 import scpv2
-from replay_formats import Problems, ReplayInputError
+from replay_formats import Problems
 
 REPLAY = os.path.join(ROOT, "tools", "replay.py")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "replay")

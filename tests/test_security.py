@@ -37,7 +37,7 @@ import pytest
 import build_package
 import scpv2
 import security_scan
-from conftest import ROOT
+from conftest import ROOT, make_app as copy_app
 
 OPTIONS = ("profile", "mode", "direction", "allowlist", "ports", "image", "port", "dest")
 PATHS = ("../../etc/passwd", "/etc/passwd", "C:\\x", "lookups/../x")
@@ -241,13 +241,9 @@ def test_every_nosec_says_why():
 # --------------------------------------------------------------------------- run time
 
 def make_app(directory):
-    """A copy of the app (bin with splunklib, default, lookups) and a dispatch directory beside it."""
-    root = directory / "classifyport"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("bin", "default", "lookups"):
-        shutil.copytree(os.path.join(ROOT, part), str(root / part), ignore=ignore)
+    """A copy of the app with the audit wrapper and a test allowlist, and a dispatch directory beside it."""
+    root = copy_app(directory)
     (root / "lookups" / "classifyport_allowlist.csv").write_text(ALLOWLIST)
-    (directory / "dispatch").mkdir()
     (root / "bin" / "_audit_wrapper.py").write_text(AUDIT_WRAPPER)
     return root
 

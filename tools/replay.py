@@ -25,7 +25,6 @@ import argparse
 import collections
 import contextlib
 import csv
-import io
 import json
 import os
 import re

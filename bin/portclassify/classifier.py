@@ -37,6 +37,14 @@ def _first(value):
     return value if value is not None else ""
 
 
+def remember(cache, key, value):
+    """cache[key] = value, the cache first cleared when it holds CACHE_LIMIT entries; returns value."""
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def unlabelled(base, dest_port, internal):
     """The output values of an event whose process is not listed (it is kept in annotate mode)."""
     return (base, dest_port, "0", "0", "0", internal, "", "0", "", "", "", "")
@@ -106,42 +114,30 @@ class Classifier:
     def _image(self, image):
         entry = self._images.get(image)
         if entry is None:
-            if len(self._images) >= CACHE_LIMIT:
-                self._images.clear()
             base = basename(image)
-            entry = (base, self.settings.processes.get(base.lower()))
-            self._images[image] = entry
+            entry = remember(self._images, image, (base, self.settings.processes.get(base.lower())))
         return entry
 
     def _dest(self, dest):
         entry = self._dests.get(dest)
         if entry is None:
-            if len(self._dests) >= CACHE_LIMIT:
-                self._dests.clear()
             address = parse_ip(dest)
-            entry = (address, "1" if self.settings.internal.contains(address) else "0")
-            self._dests[dest] = entry
+            entry = remember(self._dests, dest, (address, "1" if self.settings.internal.contains(address) else "0"))
         return entry
 
     def _port(self, text):
         entry = self._ports.get(text)
         if entry is None:
-            if len(self._ports) >= CACHE_LIMIT:
-                self._ports.clear()
             port = parse_port(text)
-            entry = (port, "" if port is None else str(port))
-            self._ports[text] = entry
+            entry = remember(self._ports, text, (port, "" if port is None else str(port)))
         return entry
 
     def _technique_ids(self, category, name, port):
         key = (category, name, port)
         found = self._techniques.get(key)
         if found is None:
-            if len(self._techniques) >= CACHE_LIMIT:
-                self._techniques.clear()
             found = self.settings.techniques.for_event(category, name, port)
-            found = found[0] if len(found) == 1 else (found or "")
-            self._techniques[key] = found
+            found = remember(self._techniques, key, found[0] if len(found) == 1 else (found or ""))
         return found
 
     def note_missing(self, fields):

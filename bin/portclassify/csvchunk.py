@@ -18,7 +18,7 @@ import operator
 import re
 import sys
 
-from .classifier import CACHE_LIMIT, OUTPUT_FIELDS, unlabelled
+from .classifier import OUTPUT_FIELDS, remember, unlabelled
 
 # Python < 3.11's csv reader rejects a NUL character anywhere in its input.
 _NUL_BREAKS_CSV = sys.version_info < (3, 11)
@@ -119,36 +119,22 @@ class ChunkClassifier:
                      "host": columns(settings.host_fields), "user": columns(settings.user_fields)}
         image_fields, port_fields = settings.image_fields, settings.port_fields
 
+        # The matched reader's cells are still in their CSV quotes; the csv module's are values.
+        read = _unquoted if quoted else str
+
         def cell(row, cols):
             # A multivalue field classifies by its first value; the reply keeps them all.
             for at, mv_at, field in cols:
-                if row[mv_at]:
-                    value = decode_mv(row[mv_at])[0]
+                value = read(row[mv_at])
+                if value:
+                    value = decode_mv(value)[0]
                     if value:
                         return value, field
-                elif row[at]:
-                    return row[at], field
+                else:
+                    value = read(row[at])
+                    if value:
+                        return value, field
             return "", ""
-
-        if quoted:
-            def cell(row, cols):  # noqa: F811 - the same, on cells still in their CSV quotes
-                for at, mv_at, field in cols:
-                    value = row[mv_at]
-                    if value and value[0] == '"':
-                        value = value[1:-1].replace('""', '"')
-                    if value:
-                        value = decode_mv(value)[0]
-                        if value:
-                            return value, field
-                        continue
-                    value = row[at]
-                    if value:
-                        if value[0] == '"':
-                            value = value[1:-1].replace('""', '"')
-                            if not value:
-                                continue
-                        return value, field
-                return "", ""
 
         def classify(row):
             image, image_field = cell(row, image_cols)
@@ -304,17 +290,11 @@ class ChunkClassifier:
     def _image_cells(self, cell):
         """(category, ",ImageBasename,,") of an image cell's CSV text."""
         base, category = self.classifier._image(_unquoted(cell))
-        if len(self._images) >= CACHE_LIMIT:
-            self._images.clear()
-        known = self._images[cell] = (category, "," + _quoted_cell(base) + ",,")
-        return known
+        return remember(self._images, cell, (category, "," + _quoted_cell(base) + ",,"))
 
     def _port_cells(self, cell):
         """"DestPort,," of a port cell's CSV text."""
-        if len(self._ports) >= CACHE_LIMIT:
-            self._ports.clear()
-        known = self._ports[cell] = _quoted_cell(self.classifier._port(_unquoted(cell))[1]) + ",,"
-        return known
+        return remember(self._ports, cell, _quoted_cell(self.classifier._port(_unquoted(cell))[1]) + ",,")
 
     def _dest_cells(self, cell):
         """The reply's cells after DestPort for an unlisted process, by its destination's CSV text."""
@@ -323,10 +303,7 @@ class ChunkClassifier:
         if known is None:
             known = self._unlabelled[internal] = _quoted_line(
                 [cell_ for value in unlabelled("", "", internal)[2:] for cell_ in _pair(value)])
-        if len(self._dests) >= CACHE_LIMIT:
-            self._dests.clear()
-        self._dests[cell] = known
-        return known
+        return remember(self._dests, cell, known)
 
     def _tail(self, values):
         """The reply cells for output values, as ",cell,cell...\r\n" (each field and its __mv_
@@ -336,17 +313,13 @@ class ChunkClassifier:
             rest = rest[:8] + (tuple(rest[8]),) + rest[9:]
         text = self._rests.get(rest)
         if text is None:
-            if len(self._rests) >= 4096:
-                self._rests.clear()
-            text = _quoted_line([cell for value in values[2:] for cell in _pair(value)])
-            self._rests[rest] = text
+            text = remember(self._rests, rest, _quoted_line([cell for value in values[2:] for cell in _pair(value)]))
         cells = self._cells
         base, port = cells.get(values[0]), cells.get(values[1])
-        if base is None or port is None:
-            if len(cells) >= CACHE_LIMIT:
-                cells.clear()
-            base = cells[values[0]] = _quoted_cell(values[0])
-            port = cells[values[1]] = _quoted_cell(values[1])
+        if base is None:
+            base = remember(cells, values[0], _quoted_cell(values[0]))
+        if port is None:
+            port = remember(cells, values[1], _quoted_cell(values[1]))
         return "," + base + ",," + port + ",," + text
 
     def _rewrite(self, body):
