@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT
 from portclassify import classifier
-from portclassify.csvchunk import ChunkClassifier, decode_mv, encode_mv
+from portclassify.csvchunk import ChunkClassifier, decode_mv, encode_mv, record_end
 from splunklib.searchcommands.internals import RecordWriterV2
 from splunklib.searchcommands.search_command import SearchCommand
 
@@ -169,6 +169,14 @@ def both_paths(body, settings_):
     return (fast.process(body), fast.classifier.missing), (slow._append(body), slow.classifier.missing)
 
 
+def cut_at_line_ends(body, picks):
+    """The body in pieces that each end at a line end: where a record ends, or inside a quoted
+    cell (the command cuts only where the quotes before are even, but damaged input breaks that)."""
+    ends = [at + 1 for at, char in enumerate(body) if char == "\n"]
+    cuts = sorted({ends[pick % len(ends)] for pick in picks}) if ends else []
+    return [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)]) if a < b] or [body]
+
+
 # Damage a well-formed body the way hand-made or broken input might: a quote inside an
 # unquoted cell, a bare CR, a cell too many or too few, text after a closing quote.
 DAMAGE = [lambda b: b.replace(",", ',x"y', 3), lambda b: b.replace("\n", "\r", 2),
@@ -180,8 +188,8 @@ DAMAGE = [lambda b: b.replace(",", ',x"y', 3), lambda b: b.replace("\n", "\r", 2
 @given(records=st.lists(RECORD, min_size=1, max_size=10), mode=st.sampled_from(["filter", "annotate"]),
        quote_all=st.booleans(), line_end=st.sampled_from(["\r\n", "\n"]),
        damage=st.one_of(st.none(), st.sampled_from(range(len(DAMAGE)))),
-       profile=st.sampled_from(["sysmon", "cim"]))
-def test_matched_path_writes_what_the_csv_path_writes(records, mode, quote_all, line_end, damage, profile):
+       profile=st.sampled_from(["sysmon", "cim"]), picks=st.lists(st.integers(0, 10 ** 6), max_size=6))
+def test_matched_path_writes_what_the_csv_path_writes(records, mode, quote_all, line_end, damage, profile, picks):
     records = [{name: value for name, value in record.items() if name not in classifier.OUTPUT_FIELDS}
                for record in records]
     if profile == "cim":
@@ -193,6 +201,44 @@ def test_matched_path_writes_what_the_csv_path_writes(records, mode, quote_all, 
     settings_ = classifier.Settings(ROOT, profile=profile, mode=mode)
     fast, slow = both_paths(body, settings_)
     assert fast == slow
+    # The same body read in pieces writes the same bytes and counts.
+    pieces = cut_at_line_ends(body, picks)
+    assert "".join(pieces) == body
+    in_pieces = ChunkClassifier(classifier.Classifier(settings_))
+    assert (in_pieces.process(pieces), in_pieces.classifier.missing) == fast
+
+
+def record_ends(body):
+    """Byte offsets where the csv module ends the header and each record of `body`."""
+    lines, ends, consumed = iter(io.StringIO(body, newline="")), [], []
+
+    def take():
+        for line in lines:
+            consumed.append(len(line.encode("utf-8")))
+            yield line
+
+    for _ in __import__("csv").reader(take()):
+        ends.append(sum(consumed))
+    return ends
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=st.lists(RECORD, min_size=1, max_size=8), quote_all=st.booleans(),
+       line_end=st.sampled_from(["\r\n", "\n"]), data=st.data())
+def test_record_end_finds_where_records_end(records, quote_all, line_end, data):
+    """The command cuts a body into pieces where record_end says a record ends: from any record
+    start, with any part of the record carried over from the last piece, it finds the last
+    record end the csv module finds, never one inside a quoted cell."""
+    body = splunkd_body(records, quote_all, line_end)
+    raw = body.encode("utf-8")
+    ends = record_ends(body)
+    start = data.draw(st.sampled_from([0] + ends[:-1]), "start")
+    carried = data.draw(st.integers(start, len(raw)), "carried")
+    stop = data.draw(st.integers(carried, len(raw)), "stop")
+    odd = raw.count(b'"', start, carried) & 1
+    cut = record_end(raw[carried:stop], odd)
+    inside = [end for end in ends if carried < end <= stop]
+    assert (carried + cut if cut else None) == (max(inside) if inside else None)
 
 
 def test_matched_path_reads_splunkd_bodies():
@@ -206,12 +252,12 @@ def test_matched_path_reads_splunkd_bodies():
     header = next(iter(__import__("csv").reader(io.StringIO(body))))
     for mode in ("filter", "annotate"):
         chunks = ChunkClassifier(classifier.Classifier(classifier.Settings(ROOT, mode=mode)))
-        matched = chunks._append_matched(body, header, body.index("\n") + 1)
+        matched = chunks._append_matched([body], header, body.index("\n") + 1)
         assert matched is not None
         assert matched == chunks._append(body)
         assert matched[1] == (1 if mode == "filter" else 2)
     damaged = body.replace('"443"', '4"43', 1)
-    assert chunks._append_matched(damaged, header, body.index("\n") + 1) is None
+    assert chunks._append_matched([damaged], header, body.index("\n") + 1) is None
 
 
 def test_an_empty_value_in_quotes_is_empty():

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 import scpv2
 from conftest import ROOT, make_app, splunk_interpreters
-from portclassify import allowlist as allowlist_module
+from portclassify import allowlist as allowlist_module, bounded
 from portclassify import classifier, csvfile, lookups
 from portclassify.allowlist import Allowlist, AllowRule, PatternProblem
 from portclassify.csvfile import LookupProblem
@@ -623,8 +623,8 @@ def test_indexed_allowlist_matches_the_plain_reading(raw_rules, probes, data):
 def test_tiny_caches_change_nothing(raw_rules, probes):
     """The per-value caches are cleared when full; with room for one entry every lookup is a miss."""
     rows, rules = _build(raw_rules, range(2, 2 + len(raw_rules)))
-    previous = allowlist_module.CACHE_LIMIT
-    allowlist_module.CACHE_LIMIT = 1
+    previous = bounded.CACHE_LIMIT
+    bounded.CACHE_LIMIT = 1
     try:
         allow = Allowlist(rules)
         for image, address_text, port, host, user in probes + probes[::-1]:
@@ -633,7 +633,7 @@ def test_tiny_caches_change_nothing(raw_rules, probes):
             assert (found.row if found else None) == reference_match(rows, image, address, port, host, user)
         assert max(len(allow._image_cache), len(allow._host_cache), len(allow._user_cache)) <= 1
     finally:
-        allowlist_module.CACHE_LIMIT = previous
+        bounded.CACHE_LIMIT = previous
 
 
 @pytest.mark.parametrize("pattern, prefix, suffix, component", [

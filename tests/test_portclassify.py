@@ -5,12 +5,13 @@ import os
 import shutil
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT
-from portclassify import classifier, lookups
+from portclassify import bounded, classifier, lookups
 from portclassify.allowlist import Allowlist, AllowRule
 from portclassify.csvfile import LookupProblem
-from portclassify.networks import parse_ip
+from portclassify.networks import NetworkSet, parse_ip
 from portclassify.ports import PortSet, parse_port, parse_port_spec
 
 
@@ -60,6 +61,33 @@ def test_default_internal_networks():
     assert [a for a in outside if internal.contains(parse_ip(a))] == []
     assert not internal.contains(None)
 
+
+
+_networks = st.lists(st.one_of(
+    st.builds(lambda n, length: ipaddress.IPv4Network((n, length), strict=False),
+              st.integers(0, 2 ** 32 - 1), st.integers(0, 32)),
+    st.builds(lambda n, length: ipaddress.IPv6Network((n, length), strict=False),
+              st.integers(0, 2 ** 128 - 1), st.integers(0, 128))), max_size=12)
+_octet_texts = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "010", "0255", "", " 1", "1 ", "+1", "\u0661", "２"]))
+_address_texts = st.one_of(
+    st.lists(_octet_texts, min_size=3, max_size=5).map(".".join),
+    st.integers(0, 2 ** 32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+    st.integers(0, 2 ** 128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+    st.integers(0, 2 ** 32 - 1).map(lambda n: "::ffff:" + str(ipaddress.IPv4Address(n))),
+    st.text(alphabet="0123456789.:abcdef%[] \t\n", max_size=24))
+
+
+@settings(max_examples=400, deadline=None)
+@given(networks=_networks, texts=st.lists(_address_texts, min_size=1, max_size=20))
+def test_network_set_is_a_plain_scan(networks, texts):
+    """Merged ranges and the dotted-quad shortcut answer as a scan of every network over
+    parse_ip's address does, for overlapping and nested networks and text that is almost an address."""
+    internal = NetworkSet(networks)
+    for text in texts:
+        address = parse_ip(text)
+        expected = address is not None and any(address.version == net.version and address in net for net in networks)
+        assert internal.contains(address) == expected, text
+        assert internal.contains_text(text) == expected, text
 
 def test_default_process_lookup_contents():
     names = lookups.load_processes(ROOT)
@@ -230,14 +258,39 @@ def test_settings_reject_bad_values(option, message):
         classifier.Settings(ROOT, **option)
 
 
-def test_caches_stay_bounded(monkeypatch):
-    monkeypatch.setattr(classifier, "CACHE_LIMIT", 50)
-    records = ({"Image": "C:\\p%d\\cmd.exe" % i, "DestinationPort": str(i % 70000), "DestinationIp": "10.0.%d.%d" % (i // 256 % 256, i % 256)}
-               for i in range(5000))
-    engine = classifier.Classifier(classifier.Settings(ROOT, mode="annotate"))
-    count = sum(1 for _ in engine.process(records))
-    assert count == 5000
-    assert max(len(engine._images), len(engine._dests), len(engine._ports)) <= 50
+def _many_values_body(count):
+    """A chunk body in which every record has its own image, port and destination."""
+    rows = ["Image,DestinationPort,DestinationIp"]
+    rows += ["C:\\p%d\\%s,%d,10.%d.%d.%d" % (i, ("cmd.exe", "app.exe")[i % 2], i % 70000, i // 65536, i // 256 % 256, i % 256)
+             for i in range(count)]
+    return "\r\n".join(rows) + "\r\n"
+
+
+@pytest.mark.parametrize("mode", classifier.MODES)
+def test_caches_stay_bounded(monkeypatch, mode):
+    """Every per-value cache, the classifier's and the CSV reader's, stops at CACHE_LIMIT, and
+    clearing them changes no output: the same chunks give the same replies with room for 50."""
+    from portclassify.csvchunk import ChunkClassifier
+
+    records = [{"Image": "C:\\p%d\\cmd.exe" % i, "DestinationPort": str(i % 70000),
+                "DestinationIp": "10.0.%d.%d" % (i // 256 % 256, i % 256)} for i in range(5000)]
+    bodies = [_many_values_body(2500), _many_values_body(2500).replace("10.", "192.", 700)]
+    settings_ = classifier.Settings(ROOT, mode=mode)
+    roomy = ChunkClassifier(classifier.Classifier(settings_))
+    expected = [roomy.process(body) for body in bodies]
+    expected_records = [dict(record) for record in classifier.Classifier(settings_).process([dict(r) for r in records])]
+
+    monkeypatch.setattr(bounded, "CACHE_LIMIT", 50)
+    engine = classifier.Classifier(settings_)
+    assert [dict(record) for record in engine.process(records)] == expected_records
+    chunks = ChunkClassifier(classifier.Classifier(settings_))
+    assert [chunks.process(body) for body in bodies] == expected
+    # annotate keeps every record; filter the cmd.exe ones on listed ports (22, 80, 135...).
+    assert sum(count for _, count in expected) == 5000 if mode == "annotate" else 0 < sum(count for _, count in expected) < 20
+    caches = [engine._images, engine._dests, engine._ports, chunks._images, chunks._ports, chunks._dests,
+              chunks._rests, chunks._cells, chunks.classifier._images, chunks.classifier._dests, chunks.classifier._ports]
+    assert max(map(len, caches)) <= 50
+    assert len(chunks._images) > 0 and (mode == "filter" or len(chunks._dests) > 0)
 
 
 def test_renamed_binary_is_classified_by_original_file_name():

@@ -5,6 +5,7 @@ execute chunks and an empty final chunk; its stdout is parsed strictly
 (scpv2.check_conversation). Expected values come from the command contract
 (issue 2), written per case, never from a run of the command.
 """
+import random
 import sys
 
 import pytest
@@ -194,6 +195,29 @@ def test_stale_label_on_input_does_not_make_filter_emit():
              sysmon("cmd.exe", SuspicionLabel="", _serial="1")]
     result = converse([], [chunk])
     assert [(r["_serial"], r["SuspicionLabel"]) for r in result.records] == [("1", "ScriptInterpreter")]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_large_bodies_read_in_pieces_lose_nothing(seed, python):
+    """The command reads a chunk body in 64 KiB pieces, each cut after a line end outside quotes.
+    Cells that run across a piece's end (quoted line ends, doubled quotes, multi-byte characters)
+    and records longer than a piece come back unchanged, each labelled as on its own."""
+    rng = random.Random(seed)
+    alphabet = ["a", "b", ",", '"', '""', "\n", "\r\n", "\r", "\u00e9", "\u20ac", "\U0001f600", "$", ";"]
+    images = {r"C:\Windows\System32\cmd.exe": "ScriptInterpreter", r"C:\Program Files\x\chrome.exe": "",
+              'C:\\q"uote\\rundll32.exe': "LOLBin", "C:\\new\nline\\certutil.exe": "LOLBin"}
+    chunk = []
+    while sum(len(record["_raw"]) for record in chunk) < 6 * 65536:
+        raw = "".join(rng.choice(alphabet) for _ in range(rng.choice([1, 90, 1500, 30000, 140000])))
+        chunk.append(sysmon(rng.choice(sorted(images)), _serial=str(len(chunk)), _raw=raw))
+    assert len(scpv2.encode_records(chunk).encode("utf-8")) > 6 * 65536
+    annotated = converse(["mode=annotate"], [chunk, chunk[:3]], python=python)
+    assert annotated.returncode == 0
+    assert_passed_through([chunk, chunk[:3]], annotated.replies)
+    labels = [images[record["Image"]] for record in chunk]
+    assert [record["SuspicionLabel"] for record in annotated.records] == labels + labels[:3]
+    filtered = converse([], [chunk], python=python)
+    assert [record["_serial"] for record in filtered.records] == [str(n) for n, label in enumerate(labels) if label]
 
 
 @pytest.mark.parametrize("mode", ["filter", "annotate"])

@@ -19,11 +19,11 @@ Globs are compiled once per rule; a glob whose only wildcard is `*` needs no reg
 import fnmatch
 import re
 
+from . import bounded
+
 _GLOB = frozenset("*?[")
 # Ranges of ports this wide or wider are not expanded into the port index.
 _PORT_INDEX_SPAN = 1024
-# Each per-value cache of candidate rules is cleared when it reaches this many entries.
-CACHE_LIMIT = 16384
 # Longest process, host or user cell: far beyond any real path or name, short enough that no
 # pattern is costly to analyse.
 MAX_PATTERN = 2048
@@ -316,12 +316,9 @@ class Allowlist:
     @staticmethod
     def _remember(cache, key, compute):
         """Compute the candidate position lists for one cell value and cache them (bounded)."""
-        if len(cache) >= CACHE_LIMIT:
-            cache.clear()
         found = []
         compute(found)
-        hits = cache[key] = tuple(found)
-        return hits
+        return bounded.remember(cache, key, tuple(found))
 
     def match(self, image, basename, address, port, host, user):
         """Return the matching rule with the lowest row number, or None."""

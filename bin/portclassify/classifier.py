@@ -3,6 +3,7 @@ import datetime
 
 from . import lookups
 from .allowlist import Allowlist
+from .bounded import remember
 from .networks import parse_ip
 from .ports import PortSet, parse_port, parse_port_spec
 
@@ -15,12 +16,6 @@ OUTPUT_FIELDS = (
 )
 MODES = ("filter", "annotate")
 DIRECTIONS = ("outbound", "any")
-
-# Per-value caches are cleared when they reach this many entries, so memory
-# stays bounded however many distinct images or destinations a search sees:
-# a few MB each when full. The hot set (the images and destinations most events
-# share) refills at once; a miss costs a few microseconds.
-CACHE_LIMIT = 32768
 
 _FLAGS = (("1", "0", "0"), ("0", "1", "0"), ("0", "0", "1"))
 
@@ -35,14 +30,6 @@ def _first(value):
     if value.__class__ is list:
         return value[0] if value else ""
     return value if value is not None else ""
-
-
-def remember(cache, key, value):
-    """cache[key] = value, the cache first cleared when it holds CACHE_LIMIT entries; returns value."""
-    if len(cache) >= CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 def unlabelled(base, dest_port, internal):
@@ -111,26 +98,35 @@ class Classifier:
         self.missing = {}
         self._images, self._dests, self._ports, self._techniques = {}, {}, {}, {}
 
+    # What one image, destination or port value yields, uncached; the methods after them cache
+    # it (bounded). portclassify.csvchunk keeps its own caches, by CSV cell, over the uncached ones.
+
+    def image_entry(self, image):
+        """(basename, category index or None) of an image path."""
+        base = basename(image)
+        return base, self.settings.processes.get(base.lower())
+
+    def internal(self, dest):
+        """"1" when `dest` is an address in the internal networks, else "0"."""
+        return "1" if self.settings.internal.contains_text(dest) else "0"
+
+    @staticmethod
+    def port_entry(text):
+        """(port number or None, DestPort text) of a port value."""
+        port = parse_port(text)
+        return port, "" if port is None else str(port)
+
     def _image(self, image):
         entry = self._images.get(image)
-        if entry is None:
-            base = basename(image)
-            entry = remember(self._images, image, (base, self.settings.processes.get(base.lower())))
-        return entry
+        return entry if entry is not None else remember(self._images, image, self.image_entry(image))
 
-    def _dest(self, dest):
+    def _internal(self, dest):
         entry = self._dests.get(dest)
-        if entry is None:
-            address = parse_ip(dest)
-            entry = remember(self._dests, dest, (address, "1" if self.settings.internal.contains(address) else "0"))
-        return entry
+        return entry if entry is not None else remember(self._dests, dest, self.internal(dest))
 
     def _port(self, text):
         entry = self._ports.get(text)
-        if entry is None:
-            port = parse_port(text)
-            entry = remember(self._ports, text, (port, "" if port is None else str(port)))
-        return entry
+        return entry if entry is not None else remember(self._ports, text, self.port_entry(text))
 
     def _technique_ids(self, category, name, port):
         key = (category, name, port)
@@ -163,7 +159,7 @@ class Classifier:
         if category is None and settings.mode != "annotate":
             return None
         port, dest_port = self._port(port_text) if port_text else (None, "")
-        address, internal = self._dest(dest) if dest else (None, "0")
+        internal = self._internal(dest) if dest else "0"
         if category is None:
             return unlabelled(base, dest_port, internal)
         label = reason = techniques = risk = ""
@@ -173,6 +169,8 @@ class Classifier:
                 or lazy("direction").strip().lower() not in settings.inbound_values):
             rule = None
             if settings.allowlist.rules:
+                # Only a listed process on a listed port gets here: its address is parsed uncached.
+                address = parse_ip(dest) if dest else None
                 rule = settings.allowlist.match(image, base, address, port, lazy("host"), lazy("user"))
             if rule is None:
                 label = lookups.CATEGORIES[category]

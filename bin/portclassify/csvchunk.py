@@ -14,11 +14,13 @@ csv module. tests/test_csvchunk.py holds both to the same output.
 """
 import csv
 import io
+import itertools
 import operator
 import re
 import sys
 
-from .classifier import OUTPUT_FIELDS, remember, unlabelled
+from .bounded import remember
+from .classifier import OUTPUT_FIELDS, unlabelled
 
 # Python < 3.11's csv reader rejects a NUL character anywhere in its input.
 _NUL_BREAKS_CSV = sys.version_info < (3, 11)
@@ -58,32 +60,47 @@ class ChunkClassifier:
         self._images, self._ports, self._dests, self._unlabelled = {}, {}, {}, {}
 
     def process(self, body):
-        """Return (reply CSV text, number of records written) for one chunk body."""
+        """Return (reply CSV text, number of records written) for one chunk body: its text, or a
+        list of pieces of it that each end at a line end (the command reads large bodies in
+        pieces, so that no body-sized block is allocated per chunk; see bin/classifyport.py)."""
+        if body.__class__ is list:
+            if len(body) > 1:
+                done = self._pieces(body)
+                if done is not None:
+                    return done
+            body = "".join(body)
         if not body:
             return "", 0
         if _NUL_BREAKS_CSV and "\x00" in body:
             return self._without_nul(body)
-        # Read the header from its own line, not through a copy of the whole body.
-        end = body.find("\n")
-        first = body if end < 0 else body[:end + 1]
-        # Where the records start, for _append_matched: known when the header is one line
-        # (no bare CR in it, which the csv module reads as a line end).
-        start = len(first) if end >= 0 and "\r" not in first[:-2 if first.endswith("\r\n") else -1] else None
-        if first.count('"') % 2:
-            first, start = body, None  # a quoted newline inside the header: parse it in full
-        header = next(csv.reader(io.StringIO(first, newline=""), SplunkCsv), None)
+        header, start = _header(body)
         if header is None:
             return "", 0
-        names = {name[5:] if name.startswith("__mv_") else name for name in header}
-        if names.isdisjoint(OUTPUT_FIELDS):
+        if _plain_input(header):
             if start is not None and header:
                 missing = dict(self.classifier.missing)
-                matched = self._append_matched(body, header, start)
+                matched = self._append_matched([body], header, start)
                 if matched is not None:
                     return matched
                 self.classifier.missing = missing  # _append counts the chunk's missing fields again
             return self._append(body)
         return self._rewrite(body)
+
+    def _pieces(self, pieces):
+        """process() of pieces with the matched reader, or None when it must read them as one
+        body. A piece that ends inside a record (inside a quoted cell) has a record the reader
+        cannot match, so it declines; when every piece matches, the records are the whole body's:
+        a record's match depends on its own text alone (the cell patterns are unambiguous)."""
+        if _NUL_BREAKS_CSV and any("\x00" in piece for piece in pieces):
+            return None
+        header, start = _header(pieces[0])
+        if not header or start is None or not _plain_input(header):
+            return None
+        missing = dict(self.classifier.missing)
+        matched = self._append_matched(pieces, header, start)
+        if matched is None:
+            self.classifier.missing = missing
+        return matched
 
     def _without_nul(self, body):
         """Python < 3.11's csv module rejects a NUL anywhere in its input ("line contains NUL").
@@ -150,8 +167,9 @@ class ChunkClassifier:
 
         return classify
 
-    def _append_matched(self, body, header, start):
-        """The usual case, fast: records are matched by regular expressions of the header's width
+    def _append_matched(self, pieces, header, start):
+        """The usual case, fast: the records of `pieces` (the header's piece first, its records
+        from `start`; each piece ends at a record's end) are matched by regular expressions of the header's width
         that capture only the cells the classifier reads, and each record's text goes back exactly
         as splunkd sent it, followed by the output columns. Returns None, and _append parses the
         chunk with the csv module instead, when a record is not the well-formed CSV splunkd
@@ -206,32 +224,33 @@ class ChunkClassifier:
         parts = [_output_header(header)]
         append = parts.append
         count = 0
-        position, end = start, len(body)
-        while position < end:
-            if quick is not None:
-                found = quick(body, position)
-                if found is not None:
-                    image, port, dest = found.group(*groups) if has_dest else found.group(*groups) + ("",)
-                    if image and port and (dest or not has_dest):
-                        known = images.get(image) or self._image_cells(image)
-                        if known[0] is None:
-                            position = found.end()
-                            if annotate:
-                                append(found[1])
-                                append(known[1] + (ports.get(port) or self._port_cells(port))
-                                       + (dests.get(dest) or self._dest_cells(dest)))
-                                count += 1
-                            continue
-            found = full(body, position)
-            if found is None:
-                return None
-            position = found.end()
-            row = [*found.groups(), ""]
-            values = classify(row)
-            if values is not None:
-                append(row[0])
-                append(tail_of(values))
-                count += 1
+        for body, position in zip(pieces, itertools.chain((start,), itertools.repeat(0))):
+            end = len(body)
+            while position < end:
+                if quick is not None:
+                    found = quick(body, position)
+                    if found is not None:
+                        image, port, dest = found.group(*groups) if has_dest else found.group(*groups) + ("",)
+                        if image and port and (dest or not has_dest):
+                            known = images.get(image) or self._image_cells(image)
+                            if known[0] is None:
+                                position = found.end()
+                                if annotate:
+                                    append(found[1])
+                                    append(known[1] + (ports.get(port) or self._port_cells(port))
+                                           + (dests.get(dest) or self._dest_cells(dest)))
+                                    count += 1
+                                continue
+                found = full(body, position)
+                if found is None:
+                    return None
+                position = found.end()
+                row = [*found.groups(), ""]
+                values = classify(row)
+                if values is not None:
+                    append(row[0])
+                    append(tail_of(values))
+                    count += 1
         if count == 0:
             return "", 0
         return "".join(parts), count
@@ -285,20 +304,21 @@ class ChunkClassifier:
             return "", 0
         return "".join(parts), count
 
-    # The three caches below are filled on a miss and cleared when full, like the classifier's.
+    # The three caches below, by CSV cell text, are filled on a miss from the classifier's
+    # uncached functions (one cache layer, not two) and cleared when full.
 
     def _image_cells(self, cell):
         """(category, ",ImageBasename,,") of an image cell's CSV text."""
-        base, category = self.classifier._image(_unquoted(cell))
+        base, category = self.classifier.image_entry(_unquoted(cell))
         return remember(self._images, cell, (category, "," + _quoted_cell(base) + ",,"))
 
     def _port_cells(self, cell):
         """"DestPort,," of a port cell's CSV text."""
-        return remember(self._ports, cell, _quoted_cell(self.classifier._port(_unquoted(cell))[1]) + ",,")
+        return remember(self._ports, cell, _quoted_cell(self.classifier.port_entry(_unquoted(cell))[1]) + ",,")
 
     def _dest_cells(self, cell):
         """The reply's cells after DestPort for an unlisted process, by its destination's CSV text."""
-        internal = self.classifier._dest(_unquoted(cell))[1] if cell else "0"
+        internal = self.classifier.internal(_unquoted(cell)) if cell else "0"
         known = self._unlabelled.get(internal)
         if known is None:
             known = self._unlabelled[internal] = _quoted_line(
@@ -431,6 +451,43 @@ def _record_pattern(width, captured, blank=None):
                          for position in range(width))
         pattern = _PATTERNS[key] = re.compile(r"(%s)(?:\r\n|\n|\Z)" % cells)
     return pattern
+
+
+def record_end(data, odd):
+    """The index after the last line end in the bytes `data` with an even number of quotes
+    before it, counting from the start of the record `data` continues (`odd`: whether the part
+    of it before `data` has an odd number); or 0. In CSV as splunkd writes it (quotes only
+    around cells, doubled inside) that is where the last complete record ends."""
+    end = data.rfind(b"\n")
+    if end < 0:
+        return 0
+    odd ^= data.count(b'"', 0, end) & 1
+    while odd:
+        before = data.rfind(b"\n", 0, end)
+        if before < 0:
+            return 0
+        odd ^= data.count(b'"', before, end) & 1
+        end = before
+    return end + 1
+
+
+def _header(body):
+    """(header cells or None, where the records start or None) of a chunk body. The start is
+    known when the header is one line (no bare CR in it, which the csv module reads as a line
+    end, and no quoted newline); _append_matched needs it."""
+    # Read the header from its own line, not through a copy of the whole body.
+    end = body.find("\n")
+    first = body if end < 0 else body[:end + 1]
+    start = len(first) if end >= 0 and "\r" not in first[:-2 if first.endswith("\r\n") else -1] else None
+    if first.count('"') % 2:
+        first, start = body, None  # a quoted newline inside the header: parse it in full
+    return next(csv.reader(io.StringIO(first, newline=""), SplunkCsv), None), start
+
+
+def _plain_input(header):
+    """Whether the input has none of the output fields (else every row is rewritten)."""
+    names = {name[5:] if name.startswith("__mv_") else name for name in header}
+    return names.isdisjoint(OUTPUT_FIELDS)
 
 
 def _output_header(header):
