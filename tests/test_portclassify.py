@@ -268,8 +268,8 @@ def _many_values_body(count):
 
 @pytest.mark.parametrize("mode", classifier.MODES)
 def test_caches_stay_bounded(monkeypatch, mode):
-    """Every per-value cache, the classifier's and the CSV reader's, stops at CACHE_LIMIT, and
-    clearing them changes no output: the same chunks give the same replies with room for 50."""
+    """Every per-value cache stops at its bound (the CSV reader's at READER_CACHE_LIMIT, the others
+    at CACHE_LIMIT), and clearing them changes no output: the same chunks give the same replies."""
     from portclassify.csvchunk import ChunkClassifier
 
     records = [{"Image": "C:\\p%d\\cmd.exe" % i, "DestinationPort": str(i % 70000),
@@ -281,15 +281,17 @@ def test_caches_stay_bounded(monkeypatch, mode):
     expected_records = [dict(record) for record in classifier.Classifier(settings_).process([dict(r) for r in records])]
 
     monkeypatch.setattr(bounded, "CACHE_LIMIT", 50)
+    monkeypatch.setattr(bounded, "READER_CACHE_LIMIT", 60)
     engine = classifier.Classifier(settings_)
     assert [dict(record) for record in engine.process(records)] == expected_records
     chunks = ChunkClassifier(classifier.Classifier(settings_))
     assert [chunks.process(body) for body in bodies] == expected
     # annotate keeps every record; filter the cmd.exe ones on listed ports (22, 80, 135...).
     assert sum(count for _, count in expected) == 5000 if mode == "annotate" else 0 < sum(count for _, count in expected) < 20
-    caches = [engine._images, engine._dests, engine._ports, chunks._images, chunks._ports, chunks._dests,
-              chunks._rests, chunks._cells, chunks.classifier._images, chunks.classifier._dests, chunks.classifier._ports]
+    caches = [engine._images, engine._dests, chunks._rests, chunks._cells, chunks.classifier._images,
+              chunks.classifier._dests]
     assert max(map(len, caches)) <= 50
+    assert max(len(chunks._images), len(chunks._ports), len(chunks._dests)) <= 60
     assert len(chunks._images) > 0 and (mode == "filter" or len(chunks._dests) > 0)
 
 

@@ -1364,7 +1364,7 @@ def write_report(path, options, info, results, metas, elapsed, argv):
         add("")
         add("One process per run. The events draw from pools of %s images and %s destinations (skewed, so a few "
             "are frequent); every distinct value passes through the command's per-image, per-port and "
-            "per-destination caches, which are bounded (`CACHE_LIMIT` in `portclassify/bounded.py`: cleared "
+            "per-destination caches, which are bounded (`portclassify/bounded.py`: cleared "
             "when full), and every chunk body is read in 64 KiB pieces." % (_n(small.images), _n(small.dests)))
         add("")
         add("| command | events | distinct images | distinct destinations | records out | CPU s | records / CPU-s "

@@ -96,10 +96,10 @@ class Classifier:
     def __init__(self, settings):
         self.settings = settings.load()
         self.missing = {}
-        self._images, self._dests, self._ports, self._techniques = {}, {}, {}, {}
+        self._images, self._dests, self._techniques = {}, {}, {}
 
-    # What one image, destination or port value yields, uncached; the methods after them cache
-    # it (bounded). portclassify.csvchunk keeps its own caches, by CSV cell, over the uncached ones.
+    # What one image, destination or port value yields, uncached; _image and _internal cache it
+    # (bounded). portclassify.csvchunk keeps its own caches, by CSV cell, over the uncached ones.
 
     def image_entry(self, image):
         """(basename, category index or None) of an image path."""
@@ -123,10 +123,6 @@ class Classifier:
     def _internal(self, dest):
         entry = self._dests.get(dest)
         return entry if entry is not None else remember(self._dests, dest, self.internal(dest))
-
-    def _port(self, text):
-        entry = self._ports.get(text)
-        return entry if entry is not None else remember(self._ports, text, self.port_entry(text))
 
     def _technique_ids(self, category, name, port):
         key = (category, name, port)
@@ -158,7 +154,8 @@ class Classifier:
                 matched_name, category, matched_on = original_name, original_category, original_field
         if category is None and settings.mode != "annotate":
             return None
-        port, dest_port = self._port(port_text) if port_text else (None, "")
+        # Not cached: parsing a port costs what a cache lookup would, and ports are many.
+        port, dest_port = self.port_entry(port_text) if port_text else (None, "")
         internal = self._internal(dest) if dest else "0"
         if category is None:
             return unlabelled(base, dest_port, internal)

@@ -19,6 +19,7 @@ import operator
 import re
 import sys
 
+from . import bounded
 from .bounded import remember
 from .classifier import OUTPUT_FIELDS, unlabelled
 
@@ -169,8 +170,8 @@ class ChunkClassifier:
 
     def _append_matched(self, pieces, header, start):
         """The usual case, fast: the records of `pieces` (the header's piece first, its records
-        from `start`; each piece ends at a record's end) are matched by regular expressions of the header's width
-        that capture only the cells the classifier reads, and each record's text goes back exactly
+        from `start`; each piece ends where a record ends) are matched by regular expressions of
+        the header's width that capture only the cells the classifier reads, and each record's text goes back exactly
         as splunkd sent it, followed by the output columns. Returns None, and _append parses the
         chunk with the csv module instead, when a record is not the well-formed CSV splunkd
         writes (a quote inside an unquoted cell, a bare CR, a short or long row...)."""
@@ -305,16 +306,18 @@ class ChunkClassifier:
         return "".join(parts), count
 
     # The three caches below, by CSV cell text, are filled on a miss from the classifier's
-    # uncached functions (one cache layer, not two) and cleared when full.
+    # uncached functions (one cache layer, not two). Ports, quick to read again and many, are
+    # kept to CACHE_LIMIT; images and destinations to READER_CACHE_LIMIT.
 
     def _image_cells(self, cell):
         """(category, ",ImageBasename,,") of an image cell's CSV text."""
         base, category = self.classifier.image_entry(_unquoted(cell))
-        return remember(self._images, cell, (category, "," + _quoted_cell(base) + ",,"))
+        return remember(self._images, cell, (category, "," + _quoted_cell(base) + ",,"), bounded.READER_CACHE_LIMIT)
 
     def _port_cells(self, cell):
         """"DestPort,," of a port cell's CSV text."""
-        return remember(self._ports, cell, _quoted_cell(self.classifier.port_entry(_unquoted(cell))[1]) + ",,")
+        text = self.classifier.port_entry(_unquoted(cell))[1]
+        return remember(self._ports, cell, (text if text.isdigit() else _quoted_cell(text)) + ",,")
 
     def _dest_cells(self, cell):
         """The reply's cells after DestPort for an unlisted process, by its destination's CSV text."""
@@ -323,7 +326,7 @@ class ChunkClassifier:
         if known is None:
             known = self._unlabelled[internal] = _quoted_line(
                 [cell_ for value in unlabelled("", "", internal)[2:] for cell_ in _pair(value)])
-        return remember(self._dests, cell, known)
+        return remember(self._dests, cell, known, bounded.READER_CACHE_LIMIT)
 
     def _tail(self, values):
         """The reply cells for output values, as ",cell,cell...\r\n" (each field and its __mv_

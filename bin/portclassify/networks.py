@@ -1,13 +1,11 @@
 """IP address parsing and internal-network membership."""
 import bisect
 import ipaddress
-import re
 
 # A plain dotted-quad IPv4 address, the usual destination, is read without building an
-# ipaddress object. [0-9], not \d (which takes other scripts' digits); no leading zero,
-# which ipaddress rejects too.
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED_QUAD = re.compile(r"\.".join([_OCTET] * 4)).fullmatch
+# ipaddress object: each part must be one of these texts, ASCII digits with no leading zero,
+# as ipaddress requires too.
+_OCTETS = {str(number): number for number in range(256)}
 
 
 def parse_ip(text):
@@ -64,8 +62,10 @@ class NetworkSet:
 
     def contains_text(self, text):
         """contains(parse_ip(text)), without an ip_address for a plain IPv4 address."""
-        found = _DOTTED_QUAD(text)
-        if found is not None:
-            a, b, c, d = found.groups()
-            return self._holds(4, int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d))
+        parts = text.split(".")
+        if len(parts) == 4:
+            octet = _OCTETS.get
+            a, b, c, d = octet(parts[0]), octet(parts[1]), octet(parts[2]), octet(parts[3])
+            if a is not None and b is not None and c is not None and d is not None:
+                return self._holds(4, a << 24 | b << 16 | c << 8 | d)
         return self.contains(parse_ip(text))
