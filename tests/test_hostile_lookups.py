@@ -36,7 +36,7 @@ from portclassify import allowlist as allowlist_module, bounded
 from portclassify import classifier, csvfile, lookups
 from portclassify.allowlist import Allowlist, AllowRule, PatternProblem
 from portclassify.csvfile import LookupProblem
-from portclassify.networks import parse_ip
+from portclassify.networks import ip_number, parse_ip
 
 TODAY = datetime.date(2026, 1, 1)
 TRACEBACK = re.compile(r'Traceback|File "|\.py", line')
@@ -614,7 +614,8 @@ def test_indexed_allowlist_matches_the_plain_reading(raw_rules, probes, data):
     allow = Allowlist(rules)
     for image, address_text, port, host, user in probes + probes:      # twice: the second pass hits the caches
         address = parse_ip(address_text) if address_text else None
-        found = allow.match(image, classifier.basename(image), address, port, host, user)
+        found = allow.match(image, classifier.basename(image), ip_number(address_text) if address_text else None,
+                                port, host, user)
         assert (found.row if found else None) == reference_match(rows, image, address, port, host, user)
 
 
@@ -623,17 +624,18 @@ def test_indexed_allowlist_matches_the_plain_reading(raw_rules, probes, data):
 def test_tiny_caches_change_nothing(raw_rules, probes):
     """The per-value caches are cleared when full; with room for one entry every lookup is a miss."""
     rows, rules = _build(raw_rules, range(2, 2 + len(raw_rules)))
-    previous = bounded.CACHE_LIMIT
-    bounded.CACHE_LIMIT = 1
+    previous = bounded.LARGE_CACHE_LIMIT
+    bounded.LARGE_CACHE_LIMIT = 1
     try:
         allow = Allowlist(rules)
         for image, address_text, port, host, user in probes + probes[::-1]:
             address = parse_ip(address_text) if address_text else None
-            found = allow.match(image, classifier.basename(image), address, port, host, user)
+            found = allow.match(image, classifier.basename(image), ip_number(address_text) if address_text else None,
+                                port, host, user)
             assert (found.row if found else None) == reference_match(rows, image, address, port, host, user)
         assert max(len(allow._image_cache), len(allow._host_cache), len(allow._user_cache)) <= 1
     finally:
-        bounded.CACHE_LIMIT = previous
+        bounded.LARGE_CACHE_LIMIT = previous
 
 
 @pytest.mark.parametrize("pattern, prefix, suffix, component", [

@@ -11,7 +11,7 @@ from conftest import ROOT
 from portclassify import bounded, classifier, lookups
 from portclassify.allowlist import Allowlist, AllowRule
 from portclassify.csvfile import LookupProblem
-from portclassify.networks import NetworkSet, parse_ip
+from portclassify.networks import NetworkSet, ip_number, parse_ip
 from portclassify.ports import PortSet, parse_port, parse_port_spec
 
 
@@ -88,6 +88,7 @@ def test_network_set_is_a_plain_scan(networks, texts):
         expected = address is not None and any(address.version == net.version and address in net for net in networks)
         assert internal.contains(address) == expected, text
         assert internal.contains_text(text) == expected, text
+        assert ip_number(text) == (None if address is None else (address.version, int(address))), text
 
 def test_default_process_lookup_contents():
     names = lookups.load_processes(ROOT)
@@ -179,7 +180,7 @@ def test_allowlist_matching_and_precedence():
     ])
 
     def reason(image, dest="8.8.8.8", port=443, host="h", user="u"):
-        rule = allow.match(image, classifier.basename(image), parse_ip(dest), port, host, user)
+        rule = allow.match(image, classifier.basename(image), ip_number(dest), port, host, user)
         return rule.reason if rule else None
 
     assert reason("C:\\w\\PowerShell.exe", dest="10.2.3.4") == "it automation"
@@ -268,7 +269,7 @@ def _many_values_body(count):
 
 @pytest.mark.parametrize("mode", classifier.MODES)
 def test_caches_stay_bounded(monkeypatch, mode):
-    """Every per-value cache stops at its bound (the CSV reader's at READER_CACHE_LIMIT, the others
+    """Every per-value cache stops at its bound (the CSV reader's at LARGE_CACHE_LIMIT, the others
     at CACHE_LIMIT), and clearing them changes no output: the same chunks give the same replies."""
     from portclassify.csvchunk import ChunkClassifier
 
@@ -281,7 +282,7 @@ def test_caches_stay_bounded(monkeypatch, mode):
     expected_records = [dict(record) for record in classifier.Classifier(settings_).process([dict(r) for r in records])]
 
     monkeypatch.setattr(bounded, "CACHE_LIMIT", 50)
-    monkeypatch.setattr(bounded, "READER_CACHE_LIMIT", 60)
+    monkeypatch.setattr(bounded, "LARGE_CACHE_LIMIT", 60)
     engine = classifier.Classifier(settings_)
     assert [dict(record) for record in engine.process(records)] == expected_records
     chunks = ChunkClassifier(classifier.Classifier(settings_))

@@ -318,10 +318,11 @@ class Allowlist:
         """Compute the candidate position lists for one cell value and cache them (bounded)."""
         found = []
         compute(found)
-        return bounded.remember(cache, key, tuple(found))
+        return bounded.remember(cache, key, tuple(found), bounded.LARGE_CACHE_LIMIT)
 
-    def match(self, image, basename, address, port, host, user):
-        """Return the matching rule with the lowest row number, or None."""
+    def match(self, image, basename, ip, port, host, user):
+        """Return the matching rule with the lowest row number, or None. `ip` is the destination
+        as (version, integer) (networks.ip_number), or None."""
         if not self.rules:
             return None
         key = (image, basename)
@@ -339,10 +340,10 @@ class Allowlist:
             hits = self._remember(self._user_cache, user, lambda into: self._user.candidates(user.lower(), into))
         if hits:
             found += hits
-        if address is None:
+        if ip is None:
             version = number = None
         else:
-            version, number = address.version, int(address)
+            version, number = ip
             networks = self._networks[version]
             if networks:
                 bits = self._bits[version]

@@ -4,7 +4,7 @@ import datetime
 from . import lookups
 from .allowlist import Allowlist
 from .bounded import remember
-from .networks import parse_ip
+from .networks import ip_number
 from .ports import PortSet, parse_port, parse_port_spec
 
 # Output fields, in the order they are appended to each record. The first five
@@ -166,9 +166,9 @@ class Classifier:
                 or lazy("direction").strip().lower() not in settings.inbound_values):
             rule = None
             if settings.allowlist.rules:
-                # Only a listed process on a listed port gets here: its address is parsed uncached.
-                address = parse_ip(dest) if dest else None
-                rule = settings.allowlist.match(image, base, address, port, lazy("host"), lazy("user"))
+                # Only a listed process on a listed port gets here: its address is read uncached.
+                rule = settings.allowlist.match(image, base, ip_number(dest) if dest else None, port,
+                                                lazy("host"), lazy("user"))
             if rule is None:
                 label = lookups.CATEGORIES[category]
                 techniques = self._technique_ids(category, matched_name.lower(), port)

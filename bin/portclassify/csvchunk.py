@@ -307,12 +307,12 @@ class ChunkClassifier:
 
     # The three caches below, by CSV cell text, are filled on a miss from the classifier's
     # uncached functions (one cache layer, not two). Ports, quick to read again and many, are
-    # kept to CACHE_LIMIT; images and destinations to READER_CACHE_LIMIT.
+    # kept to CACHE_LIMIT; images and destinations to LARGE_CACHE_LIMIT.
 
     def _image_cells(self, cell):
         """(category, ",ImageBasename,,") of an image cell's CSV text."""
         base, category = self.classifier.image_entry(_unquoted(cell))
-        return remember(self._images, cell, (category, "," + _quoted_cell(base) + ",,"), bounded.READER_CACHE_LIMIT)
+        return remember(self._images, cell, (category, "," + _quoted_cell(base) + ",,"), bounded.LARGE_CACHE_LIMIT)
 
     def _port_cells(self, cell):
         """"DestPort,," of a port cell's CSV text."""
@@ -326,7 +326,7 @@ class ChunkClassifier:
         if known is None:
             known = self._unlabelled[internal] = _quoted_line(
                 [cell_ for value in unlabelled("", "", internal)[2:] for cell_ in _pair(value)])
-        return remember(self._dests, cell, known, bounded.READER_CACHE_LIMIT)
+        return remember(self._dests, cell, known, bounded.LARGE_CACHE_LIMIT)
 
     def _tail(self, values):
         """The reply cells for output values, as ",cell,cell...\r\n" (each field and its __mv_
