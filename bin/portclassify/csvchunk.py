@@ -79,11 +79,9 @@ class ChunkClassifier:
             return "", 0
         if _plain_input(header):
             if start is not None and header:
-                missing = dict(self.classifier.missing)
-                matched = self._append_matched([body], header, start)
+                matched = self._matched([body], header, start)
                 if matched is not None:
                     return matched
-                self.classifier.missing = missing  # _append counts the chunk's missing fields again
             return self._append(body)
         return self._rewrite(body)
 
@@ -97,6 +95,11 @@ class ChunkClassifier:
         header, start = _header(pieces[0])
         if not header or start is None or not _plain_input(header):
             return None
+        return self._matched(pieces, header, start)
+
+    def _matched(self, pieces, header, start):
+        """_append_matched, the missing-field counts left as they were when it declines (the
+        reader that takes over counts the chunk's missing fields again)."""
         missing = dict(self.classifier.missing)
         matched = self._append_matched(pieces, header, start)
         if matched is None:
